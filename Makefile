@@ -1,0 +1,24 @@
+# Set-up and tests. torch is installed first, pinned, so pip never pulls the multi-GB CUDA build.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+TORCH_VERSION ?= 2.13.0
+export FACEREST_WEIGHTS_DIR ?= $(abspath ../shared/weights)
+
+.PHONY: install test test-fast clean
+
+install:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+	$(BIN)/pip install "torch==$(TORCH_VERSION)"
+	echo "torch==$(TORCH_VERSION)" > $(VENV)/constraints.txt
+	$(BIN)/pip install -c $(VENV)/constraints.txt -e ".[dev]"
+
+test:
+	$(BIN)/python -m pytest
+
+test-fast:
+	$(BIN)/python -m pytest -m "not slow"
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

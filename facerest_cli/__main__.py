@@ -1,0 +1,3 @@
+from facerest_cli.cli import main
+
+main()
