@@ -47,3 +47,54 @@ def _torch_threads():
     except ImportError:  # pragma: no cover
         return
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+def run_cli(*args: str, env: dict | None = None, timeout: float = 300):
+    """Run the real ``facerest`` CLI in a subprocess; returns CompletedProcess (text stdout/stderr)."""
+    import subprocess
+    import sys
+
+    e = dict(os.environ)
+    e.setdefault("FACEREST_WEIGHTS_DIR", str(WEIGHTS))
+    e["PYTHONUNBUFFERED"] = "1"
+    if env:
+        e.update(env)
+    return subprocess.run(
+        [sys.executable, "-m", "facerest_cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=e,
+        timeout=timeout,
+        cwd=str(REPO),
+    )
+
+
+def run_images(inputs, out_dir, restorer=None, **opts):
+    """In-process ``facerest run`` (same code path as the CLI minus argument parsing): returns RunResult."""
+    from facerest_cli.config import BlendConfig, DetectConfig, OutputConfig, RestoreConfig, RunConfig
+    from facerest_cli.job import run_job
+    from facerest_cli.weights.cache import WeightsConfig
+
+    groups = {"detect": DetectConfig, "restore": RestoreConfig, "blend": BlendConfig, "output": OutputConfig}
+    parts: dict = {k: {} for k in groups}
+    top: dict = {}
+    for k, v in opts.items():
+        for g, cls in groups.items():
+            if k in cls.__dataclass_fields__:
+                parts[g][k] = v
+                break
+        else:
+            top[k] = v
+    parts["output"]["out_dir"] = Path(out_dir)
+    cfg = RunConfig(
+        inputs=tuple(Path(p) for p in (inputs if isinstance(inputs, (list, tuple)) else [inputs])),
+        **{g: groups[g](**parts[g]) for g in groups},
+        **top,
+    )
+    return run_job(cfg, WeightsConfig.from_env(), restorer=restorer)
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    import json
+
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]

@@ -1,0 +1,1 @@
+"""Blend masks, paste-back into the frame, and colour handling."""

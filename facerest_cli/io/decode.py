@@ -1,0 +1,236 @@
+"""Image decoding: bytes -> upright ``DecodedImage`` with its metadata, or an ``InputError`` with a one-line reason.
+
+Pillow reads the header first (format, size, EXIF, ICC, DPI, XMP) so that oversized images are refused before a
+single pixel is decoded, and it detects truncated files (``load()`` raises instead of padding with grey, which is
+what OpenCV's JPEG decoder does silently). 16-bit colour images go through OpenCV, because Pillow would reduce
+them to 8 bits.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from facerest_cli.errors import InputError
+from facerest_cli.types import DecodedImage, ImageMeta
+
+DEFAULT_MAX_PIXELS = 250_000_000
+
+_EXIF_ORIENTATION = 0x0112
+
+
+def _pil():
+    from PIL import Image
+
+    # We enforce our own, configurable pixel limit from the header (check_size); Pillow's fixed one
+    # (~179 MP raises) would refuse scans our users are allowed to process.
+    Image.MAX_IMAGE_PIXELS = None
+    return Image
+
+
+def apply_orientation(a: np.ndarray, orientation: int) -> np.ndarray:
+    """Rotate/flip pixels so that an image with EXIF ``orientation`` (1-8) becomes upright."""
+    if orientation == 2:
+        a = a[:, ::-1]
+    elif orientation == 3:
+        a = a[::-1, ::-1]
+    elif orientation == 4:
+        a = a[::-1]
+    elif orientation == 5:
+        a = a.transpose(1, 0, 2)
+    elif orientation == 6:
+        a = np.rot90(a, k=-1)
+    elif orientation == 7:
+        a = np.rot90(a, k=2).transpose(1, 0, 2)
+    elif orientation == 8:
+        a = np.rot90(a, k=1)
+    return np.ascontiguousarray(a)
+
+
+def _is_16bit(im, data: bytes) -> bool:
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        return True
+    if im.format == "PNG" and len(data) > 25:
+        return data[24] == 16  # IHDR bit depth
+    if im.format == "TIFF":
+        bits = im.tag_v2.get(258) if hasattr(im, "tag_v2") else None
+        if isinstance(bits, (tuple, list)):
+            return max(bits) == 16
+        return bits == 16
+    return False
+
+
+def _xmp(im) -> bytes | None:
+    x = im.info.get("xmp") or im.info.get("XML:com.adobe.xmp")
+    if x is None and im.format == "TIFF" and hasattr(im, "tag_v2"):
+        x = im.tag_v2.get(700)
+    if isinstance(x, str):
+        x = x.encode("utf-8")
+    return bytes(x) if x else None
+
+
+def _pixels_from_pil(im) -> tuple[np.ndarray, list[str]]:
+    """(H, W, C) BGR/BGRA/gray(+alpha) array from a loaded Pillow image."""
+    warn: list[str] = []
+    mode = im.mode
+    if mode == "1":
+        im, mode = im.convert("L"), "L"
+    if mode == "P":
+        has_alpha = "transparency" in im.info or im.palette.mode == "RGBA"
+        im = im.convert("RGBA" if has_alpha else "RGB")
+        mode = im.mode
+    if mode == "CMYK":
+        im, mode = im.convert("RGB"), "RGB"
+        warn.append("CMYK converted to RGB")
+    if mode in ("YCbCr", "LAB", "HSV", "RGBX", "RGBa", "La", "PA"):
+        im = im.convert("RGBA" if "A" in mode or "a" in mode else "RGB")
+        mode = im.mode
+    if mode == "L":
+        return np.asarray(im, dtype=np.uint8)[:, :, None], warn
+    if mode == "LA":
+        return np.asarray(im, dtype=np.uint8), warn
+    if mode.startswith("I;16"):
+        return np.asarray(im).astype(np.uint16)[:, :, None], warn
+    if mode == "I":
+        a = np.asarray(im)
+        if a.min() < 0 or a.max() > 65535:
+            raise ValueError("32-bit integer pixels outside the 16-bit range")
+        return a.astype(np.uint16)[:, :, None], warn
+    if mode == "F":
+        raise ValueError("floating-point images are not supported")
+    if mode == "RGB":
+        return np.ascontiguousarray(np.asarray(im, dtype=np.uint8)[:, :, ::-1]), warn
+    if mode == "RGBA":
+        a = np.asarray(im, dtype=np.uint8)
+        return np.ascontiguousarray(a[:, :, [2, 1, 0, 3]]), warn
+    raise ValueError(f"unsupported pixel mode {mode}")
+
+
+def check_size(path: Path, width: int, height: int, max_pixels: int) -> None:
+    if width <= 0 or height <= 0:
+        raise InputError(path, f"image has no pixels ({width}x{height})")
+    if max_pixels and width * height > max_pixels:
+        raise InputError(
+            path,
+            f"image is {width}x{height} = {width * height / 1e6:.0f} MP, above the {max_pixels / 1e6:.0f} MP limit "
+            "(raise it with --max-pixels)",
+        )
+
+
+def decode_image_bytes(data: bytes, path: Path, rel_path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
+    if not data:
+        raise InputError(path, "empty file (0 bytes)")
+    Image = _pil()
+    from PIL import UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            im = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise InputError(path, "not an image file (content is not JPEG/PNG/TIFF/BMP/WebP)") from None
+    except Exception as e:  # noqa: BLE001 - any parser failure is a bad input, reported in one line
+        raise InputError(path, f"corrupt image header ({_one_line(e)})") from None
+    with im:
+        fmt = im.format or "?"
+        width, height = im.size
+        check_size(path, width, height, max_pixels)
+        try:
+            exif_obj = im.getexif()
+            orientation = int(exif_obj.get(_EXIF_ORIENTATION, 1) or 1)
+            exif = im.info.get("exif") or (exif_obj.tobytes() if len(exif_obj) else None)
+        except Exception:  # noqa: BLE001 - broken EXIF must not lose the picture
+            orientation, exif = 1, None
+        if orientation not in range(1, 9):
+            orientation = 1
+        n_frames = int(getattr(im, "n_frames", 1) or 1)
+        warn: list[str] = []
+        if n_frames > 1:
+            warn.append(f"{n_frames} frames/pages: only the first is processed")
+        dpi = im.info.get("dpi")
+        meta_kwargs = dict(
+            format=fmt,
+            orientation=orientation,
+            exif=exif,
+            icc_profile=im.info.get("icc_profile"),
+            dpi=(float(dpi[0]), float(dpi[1])) if dpi else None,
+            xmp=_xmp(im),
+            n_frames=n_frames,
+        )
+        sixteen = _is_16bit(im, data)
+        try:
+            im.seek(0)
+            im.load()  # full decode: raises on truncated or corrupt data
+            if sixteen and im.mode not in ("I;16", "I;16B", "I;16L", "I;16N", "I", "L"):
+                pixels = _decode_cv2_16bit(data, path)
+            else:
+                pixels, w2 = _pixels_from_pil(im)
+                warn += w2
+        except InputError:
+            raise
+        except Exception as e:  # noqa: BLE001
+            raise InputError(path, f"truncated or corrupt image data ({_one_line(e)})") from None
+    if pixels.dtype == np.uint16 and not sixteen:
+        sixteen = True
+    pixels = apply_orientation(pixels, orientation)
+    if orientation != 1:
+        warn.append(f"EXIF orientation {orientation} applied; output is upright with orientation 1")
+    meta = ImageMeta(
+        bit_depth=16 if pixels.dtype == np.uint16 else 8,
+        channels=int(pixels.shape[2]),
+        warnings=tuple(warn),
+        **meta_kwargs,
+    )
+    return DecodedImage(path=path, rel_path=rel_path, pixels=pixels, meta=meta)
+
+
+def _decode_cv2_16bit(data: bytes, path: Path) -> np.ndarray:
+    import cv2
+
+    a = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if a is None:
+        raise InputError(path, "corrupt 16-bit image data (OpenCV could not decode it)")
+    if a.ndim == 2:
+        a = a[:, :, None]
+    if a.dtype not in (np.uint8, np.uint16):
+        raise InputError(path, f"unsupported sample type {a.dtype}")
+    return np.ascontiguousarray(a)
+
+
+def read_header_size(path: Path) -> tuple[int, int] | None:
+    """Width and height from the header alone (no pixel decode), or None if unreadable."""
+    Image = _pil()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as im:
+                return im.size
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def decode_image(path: Path, rel_path: Path | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
+    """Read and decode one image file; every failure is an ``InputError`` naming the file."""
+    path = Path(path)
+    try:
+        if path.is_dir():
+            raise InputError(path, "is a directory, not an image file")
+        data = path.read_bytes()
+    except InputError:
+        raise
+    except PermissionError:
+        raise InputError(path, "permission denied (cannot read the file)") from None
+    except FileNotFoundError:
+        raise InputError(path, "file not found (or a broken symbolic link)") from None
+    except OSError as e:
+        raise InputError(path, f"cannot read the file ({e.strerror or e})") from None
+    return decode_image_bytes(data, path, rel_path if rel_path is not None else Path(path.name), max_pixels)
+
+
+def _one_line(e: BaseException) -> str:
+    s = str(e).strip().splitlines()
+    return s[0] if s else type(e).__name__
+

@@ -1,0 +1,240 @@
+"""Output naming, encoding with metadata, and atomic writes.
+
+Every file we write goes to a hidden temp file in the destination directory, is flushed and fsynced, then renamed
+over the final name: a crash at any moment leaves either no file or a complete one, never a torn one.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import os
+import tempfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from facerest_cli.config import OUTPUT_FORMATS
+from facerest_cli.errors import DiskFullError, FacerestError
+from facerest_cli.types import ImageMeta
+
+_EXT_FOR_FORMAT = {"JPEG": ".jpg", "PNG": ".png", "TIFF": ".tif", "BMP": ".bmp", "WEBP": ".webp"}
+TEMP_PREFIX = ".facerest-"
+TEMP_SUFFIX = ".tmp"
+
+
+def output_format(meta_format: str, ext: str | None) -> str:
+    if ext:
+        return OUTPUT_FORMATS[ext.lower().lstrip(".")]
+    return meta_format if meta_format in _EXT_FOR_FORMAT else "PNG"
+
+
+def output_path(out_dir: Path, rel_path: Path, fmt: str, ext: str | None, suffix: str) -> Path:
+    """``out_dir/<rel_path>`` with the optional suffix; the extension changes only when the format does."""
+    rel = Path(rel_path)
+    if rel.is_absolute() or any(part == ".." for part in rel.parts):
+        raise FacerestError(f"refusing output path outside the output directory: {rel}")
+    keep_ext = ext is None and OUTPUT_FORMATS.get(rel.suffix.lower().lstrip(".")) == fmt
+    new_ext = rel.suffix if keep_ext else ("." + ext.lower().lstrip(".") if ext else _EXT_FOR_FORMAT[fmt])
+    return Path(out_dir) / rel.parent / f"{rel.stem}{suffix}{new_ext}"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via temp file + fsync + rename; ENOSPC becomes ``DiskFullError``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX, dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            raise DiskFullError(f"disk full while writing {path}") from None
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(d: Path) -> None:
+    try:
+        fd = os.open(d, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+# ------------------------------------------------------------------------------------------------- encoding
+
+
+def _exif_upright(exif: bytes | None) -> bytes | None:
+    """EXIF with orientation reset to 1, since the pixels we write are already upright."""
+    if not exif:
+        return None
+    from PIL import Image
+
+    try:
+        e = Image.Exif()
+        e.load(exif)
+        if e.get(0x0112, 1) != 1:
+            e[0x0112] = 1
+        return e.tobytes()
+    except Exception:  # noqa: BLE001 - unreadable EXIF is passed through rather than lost
+        return exif
+
+
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    return len(body).to_bytes(4, "big") + kind + body + zlib.crc32(kind + body).to_bytes(4, "big")
+
+
+def _png_add_chunks(png: bytes, meta: ImageMeta) -> bytes:
+    """Insert iCCP / pHYs / eXIf / iTXt(XMP) after IHDR of an OpenCV-encoded PNG (16-bit colour path)."""
+    chunks = b""
+    if meta.icc_profile:
+        chunks += _png_chunk(b"iCCP", b"ICC profile\x00\x00" + zlib.compress(meta.icc_profile))
+    if meta.dpi:
+        ppm = [int(round(d / 0.0254)) for d in meta.dpi]
+        chunks += _png_chunk(b"pHYs", ppm[0].to_bytes(4, "big") + ppm[1].to_bytes(4, "big") + b"\x01")
+    exif = _exif_upright(meta.exif)
+    if exif:
+        chunks += _png_chunk(b"eXIf", exif[6:] if exif.startswith(b"Exif\x00\x00") else exif)
+    if meta.xmp:
+        chunks += _png_chunk(b"iTXt", b"XML:com.adobe.xmp\x00\x00\x00\x00\x00" + meta.xmp)
+    ihdr_end = 8 + 4 + 4 + 13 + 4
+    return png[:ihdr_end] + chunks + png[ihdr_end:]
+
+
+def _to_pil(pixels: np.ndarray):
+    from PIL import Image
+
+    c = pixels.shape[2]
+    if pixels.dtype == np.uint16:
+        if c != 1:
+            raise ValueError("16-bit colour is written through OpenCV / tifffile")
+        return Image.fromarray(np.ascontiguousarray(pixels[:, :, 0]), mode="I;16")
+    if c == 1:
+        return Image.fromarray(np.ascontiguousarray(pixels[:, :, 0]), mode="L")
+    if c == 2:
+        return Image.fromarray(np.ascontiguousarray(pixels), mode="LA")
+    if c == 3:
+        return Image.fromarray(np.ascontiguousarray(pixels[:, :, ::-1]), mode="RGB")
+    return Image.fromarray(np.ascontiguousarray(pixels[:, :, [2, 1, 0, 3]]), mode="RGBA")
+
+
+def encode_image(pixels: np.ndarray, fmt: str, meta: ImageMeta, quality: int = 95) -> tuple[bytes, list[str]]:
+    """Encode ``(H, W, C)`` BGR(A)/gray pixels as ``fmt``, carrying EXIF, ICC, DPI and XMP where the format can.
+
+    Returns the bytes and warnings for anything that had to change (e.g. 16 -> 8 bit for JPEG).
+    """
+    warnings: list[str] = []
+    pixels = np.ascontiguousarray(pixels)
+    if fmt in ("JPEG", "BMP", "WEBP") and pixels.dtype == np.uint16:
+        pixels = ((pixels.astype(np.uint32) + 128) // 257).astype(np.uint8)
+        warnings.append(f"{fmt} cannot hold 16-bit samples: written as 8-bit")
+    if fmt == "JPEG" and pixels.shape[2] in (2, 4):
+        pixels = pixels[:, :, :-1] if pixels.shape[2] == 4 else pixels[:, :, :1]
+        warnings.append("JPEG cannot hold transparency: alpha channel dropped")
+    exif = _exif_upright(meta.exif)
+    if fmt == "TIFF":
+        return _encode_tiff(pixels, meta, exif), warnings
+    if fmt == "PNG" and pixels.dtype == np.uint16 and pixels.shape[2] != 1:
+        import cv2
+
+        ok, buf = cv2.imencode(".png", pixels)
+        if not ok:
+            raise FacerestError("OpenCV failed to encode a 16-bit PNG")
+        return _png_add_chunks(buf.tobytes(), meta), warnings
+    im = _to_pil(pixels)
+    kw: dict = {}
+    if meta.icc_profile:
+        kw["icc_profile"] = meta.icc_profile
+    if meta.dpi and fmt in ("JPEG", "PNG", "BMP"):
+        kw["dpi"] = meta.dpi
+    if exif and fmt in ("JPEG", "PNG", "WEBP"):
+        kw["exif"] = exif
+    if meta.xmp and fmt in ("JPEG", "WEBP"):
+        kw["xmp"] = meta.xmp
+    if fmt == "JPEG":
+        kw.update(quality=quality, subsampling=0, optimize=True)
+    elif fmt == "WEBP":
+        kw.update(quality=quality, method=4)
+    elif fmt == "PNG":
+        kw.update(compress_level=6)
+        if meta.xmp:
+            from PIL.PngImagePlugin import PngInfo
+
+            info = PngInfo()
+            info.add_itxt("XML:com.adobe.xmp", meta.xmp.decode("utf-8", "replace"))
+            kw["pnginfo"] = info
+    buf = io.BytesIO()
+    im.save(buf, format=fmt, **kw)
+    return buf.getvalue(), warnings
+
+
+def _encode_tiff(pixels: np.ndarray, meta: ImageMeta, exif: bytes | None) -> bytes:
+    """TIFF through tifffile: any bit depth and channel count, ICC (34675), XMP (700), resolution, and the EXIF
+    tags of the source's IFD0 / Exif IFD copied as TIFF tags tifffile can write."""
+    import tifffile
+
+    c = pixels.shape[2]
+    data = pixels[:, :, 0] if c == 1 else (pixels[:, :, ::-1] if c == 3 else pixels[:, :, [2, 1, 0, 3]] if c == 4 else pixels)
+    extratags = []
+    if meta.icc_profile:
+        extratags.append((34675, "B", len(meta.icc_profile), meta.icc_profile, True))
+    if meta.xmp:
+        extratags.append((700, "B", len(meta.xmp), meta.xmp, True))
+    extratags += _exif_as_tiff_tags(exif)
+    kw: dict = {}
+    if meta.dpi:
+        kw["resolution"] = (meta.dpi[0], meta.dpi[1])
+        kw["resolutionunit"] = "INCH"
+    photometric = "minisblack" if c in (1, 2) else "rgb"
+    extrasamples = None
+    if c in (2, 4):
+        extrasamples = ("unassalpha",)
+    buf = io.BytesIO()
+    tifffile.imwrite(
+        buf,
+        np.ascontiguousarray(data),
+        photometric=photometric,
+        extrasamples=extrasamples,
+        compression="zlib",
+        extratags=extratags,
+        metadata=None,
+        **kw,
+    )
+    return buf.getvalue()
+
+
+# IFD0 tags worth carrying into a TIFF written by tifffile (which builds the structural tags itself).
+_TIFF_COPY_TAGS = {270: "s", 271: "s", 272: "s", 305: "s", 306: "s", 315: "s", 33432: "s"}
+
+
+def _exif_as_tiff_tags(exif: bytes | None) -> list[tuple]:
+    if not exif:
+        return []
+    from PIL import Image
+
+    try:
+        e = Image.Exif()
+        e.load(exif)
+    except Exception:  # noqa: BLE001
+        return []
+    tags = []
+    for tag, dtype in _TIFF_COPY_TAGS.items():
+        v = e.get(tag)
+        if isinstance(v, str) and v:
+            tags.append((tag, dtype, 0, v, True))
+    # The Exif sub-IFD (capture date, exposure, ...) cannot be written by tifffile; its date survives as 306.
+    return tags
