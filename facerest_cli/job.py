@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from facerest_cli.align.faces import FacePreparer
 from facerest_cli.config import RunConfig
 from facerest_cli.detect.registry import detector_entry
 from facerest_cli.io.sources import discover
@@ -18,8 +19,8 @@ from facerest_cli.restore.registry import restorer_weights
 from facerest_cli.weights.cache import WeightsConfig, WeightsStore
 
 
-def required_weights(cfg: RunConfig) -> list[str]:
-    names = [] if cfg.aligned else [detector_entry(cfg.detect.detector)]
+def required_weights(cfg: RunConfig, store: WeightsStore | None = None) -> list[str]:
+    names = [] if cfg.aligned else [detector_entry(cfg.detect.detector, store)]
     names += restorer_weights(cfg.restore.restorer)
     return names
 
@@ -38,26 +39,25 @@ def run_job(
 
     store = WeightsStore(weights)
     # Every weights file is checked (or fetched) first, so an offline machine fails in a second, not mid-run.
-    for name in required_weights(cfg):
+    for name in required_weights(cfg, store):
         store.ensure_all(name)
     items, skipped = discover(cfg.inputs, exclude=[cfg.output.out_dir])
     device = resolve_device(cfg.restore.device)
     detector = None if cfg.aligned else build_detector(cfg.detect, store, device)
     restorer = restorer or build_restorer(cfg.restore, store, device)
     runtime = RestoreRuntime(restorer, device, cfg.restore.precision)
+    preparer = FacePreparer(cfg, detector, restorer.size, restorer.template, restorer.name)
     out_dir = cfg.output.out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
-    pipeline = Pipeline(cfg, detector, runtime, events=events, error_log=_error_logger(out_dir / "errors.log"))
+    pipeline = Pipeline(cfg, preparer, runtime, events=events, error_log=_error_logger(out_dir / "errors.log"))
     try:
         result = pipeline.run(items, skipped)
     except BaseException as e:
-        if getattr(pipeline, "result", None) is not None:
-            pipeline.result.status = "interrupted" if isinstance(e, KeyboardInterrupt) else f"stopped: {e}"
+        pipeline.result.status = "interrupted" if isinstance(e, KeyboardInterrupt) else f"stopped: {e}"
         raise
     finally:
-        if getattr(pipeline, "result", None) is not None:
-            summary = build_summary(pipeline.result, cfg.to_dict(), {"device": device, "detector": cfg.detect.detector})
-            write_summary(out_dir / "summary.json", summary)
+        summary = build_summary(pipeline.result, cfg.to_dict(), {"device": device, "detector": cfg.detect.detector})
+        write_summary(out_dir / "summary.json", summary)
     return result
 
 

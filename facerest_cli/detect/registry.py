@@ -11,26 +11,35 @@ from facerest_cli.errors import UsageError
 if TYPE_CHECKING:
     from facerest_cli.weights.cache import WeightsStore
 
-# CLI name -> weights.toml entry. "scrfd" is the small model we can always test; scrfd-10g is the accurate one.
-DETECTORS: dict[str, str] = {
-    "yunet": "yunet",
-    "retinaface-mnet": "retinaface-mnet",
-    "retinaface-r50": "retinaface-r50",
-    "scrfd": "scrfd-500m",
-    "scrfd-500m": "scrfd-500m",
-    "scrfd-10g": "scrfd-10g",
+# CLI name -> weights.toml entries that can serve it, in order of preference: the first one installed is used,
+# else the first is fetched. "scrfd" is the small model; scrfd-10g the accurate one. retinaface-mnet has two
+# trained releases with the same keys but different activations and anchors (see weights.toml).
+DETECTORS: dict[str, tuple[str, ...]] = {
+    "yunet": ("yunet",),
+    "retinaface-mnet": ("retinaface-mnet", "retinaface-mnet-1mb"),
+    "retinaface-mnet-1mb": ("retinaface-mnet-1mb",),
+    "retinaface-r50": ("retinaface-r50",),
+    "scrfd": ("scrfd-500m",),
+    "scrfd-500m": ("scrfd-500m",),
+    "scrfd-10g": ("scrfd-10g",),
 }
 
 
-def detector_entry(name: str) -> str:
+def detector_entry(name: str, store: "WeightsStore | None" = None) -> str:
+    """The weights entry for ``--detector name``: the first candidate installed locally, else the preferred one."""
     try:
-        return DETECTORS[name]
+        candidates = DETECTORS[name]
     except KeyError:
         raise UsageError(f"unknown detector {name!r}; choose one of: {', '.join(DETECTORS)}") from None
+    if store is not None:
+        for c in candidates:
+            if store.locate(c) is not None:
+                return c
+    return candidates[0]
 
 
 def build_detector(cfg: DetectConfig, store: "WeightsStore", device: str = "cpu") -> Detector:
-    entry_name = detector_entry(cfg.detector)
+    entry_name = detector_entry(cfg.detector, store)
     entry = store.registry.get(entry_name)
     path = store.ensure(entry_name)
     if entry.arch == "yunet":
@@ -47,5 +56,5 @@ def build_detector(cfg: DetectConfig, store: "WeightsStore", device: str = "cpu"
     from facerest_cli.weights.loader import load_model
 
     return RetinaFaceDetector(
-        load_model(entry, path), cfg.detector, device=device, score_threshold=cfg.score_threshold, nms_threshold=cfg.nms_threshold
+        load_model(entry, path), entry_name, device=device, score_threshold=cfg.score_threshold, nms_threshold=cfg.nms_threshold
     )

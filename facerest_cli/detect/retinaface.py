@@ -29,9 +29,12 @@ class RetinaFaceDetector:
         x = (x - torch.tensor(_BGR_MEAN, device=self._device)).permute(2, 0, 1)[None]
         with torch.inference_mode():
             loc, conf, landms = self._net(x)
-            priors = prior_boxes(h, w).to(loc.device)
-            boxes = decode_boxes(loc[0], priors) * torch.tensor([w, h, w, h], device=loc.device, dtype=loc.dtype)
-            lms = decode_landmarks(landms[0], priors) * torch.tensor([w, h] * 5, device=loc.device, dtype=loc.dtype)
+            # The anchor layout belongs to the trained net (the 1MB variant uses smaller anchors).
+            net = self._net
+            priors = prior_boxes(h, w, net.min_sizes, net.steps).to(loc.device)
+            scale = torch.tensor([w, h, w, h], device=loc.device, dtype=loc.dtype)
+            boxes = decode_boxes(loc[0], priors, net.variances) * scale
+            lms = decode_landmarks(landms[0], priors, net.variances) * torch.tensor([w, h] * 5, device=loc.device, dtype=loc.dtype)
             scores = conf[0, :, 1]
             keep = scores > self._score
             boxes, lms, scores = boxes[keep].cpu().numpy(), lms[keep].cpu().numpy(), scores[keep].cpu().numpy()

@@ -35,6 +35,8 @@ def output_path(out_dir: Path, rel_path: Path, fmt: str, ext: str | None, suffix
     rel = Path(rel_path)
     if rel.is_absolute() or any(part == ".." for part in rel.parts):
         raise FacerestError(f"refusing output path outside the output directory: {rel}")
+    if fmt == "VIDEO":  # ext is the container chosen by the video stage
+        return Path(out_dir) / rel.parent / f"{rel.stem}{suffix}.{ext}"
     keep_ext = ext is None and OUTPUT_FORMATS.get(rel.suffix.lower().lstrip(".")) == fmt
     new_ext = rel.suffix if keep_ext else ("." + ext.lower().lstrip(".") if ext else _EXT_FOR_FORMAT[fmt])
     return Path(out_dir) / rel.parent / f"{rel.stem}{suffix}{new_ext}"
@@ -238,3 +240,26 @@ def _exif_as_tiff_tags(exif: bytes | None) -> list[tuple]:
             tags.append((tag, dtype, 0, v, True))
     # The Exif sub-IFD (capture date, exposure, ...) cannot be written by tifffile; its date survives as 306.
     return tags
+
+
+class ImageSink:
+    """Writes one processed image file (the ``FrameSink`` for image inputs)."""
+
+    def __init__(self, path: Path, fmt: str, quality: int = 95):
+        self.path = Path(path)
+        self.fmt = fmt
+        self.quality = quality
+        self.warnings: list[str] = []
+        self._written = False
+
+    def write(self, pixels: np.ndarray, frame) -> None:
+        """``frame``: the pipeline's ``Frame`` (its decoded image carries the metadata to keep)."""
+        data, self.warnings = encode_image(pixels, self.fmt, frame.image.meta, self.quality)
+        atomic_write_bytes(self.path, data)
+        self._written = True
+
+    def finish(self) -> list[str]:
+        return [str(self.path)] if self._written else []
+
+    def abort(self) -> None:
+        """Nothing to undo: the only write is atomic, so there is no partial file."""

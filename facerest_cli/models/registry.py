@@ -29,6 +29,7 @@ TORCH_ARCHS: dict[str, str] = {
     # detectors
     "retinaface_mnet": "facerest_cli.models.retinaface:retinaface_mnet",
     "retinaface_r50": "facerest_cli.models.retinaface:retinaface_r50",
+    "retinaface_mnet_1mb": "facerest_cli.models.retinaface:retinaface_mnet_1mb",
     # 3D prior regressors
     "d3dfr_resnet50": "facerest_cli.models.d3dfr:d3dfr_resnet50",
     "tddfa_mb1": "facerest_cli.models.mobilenet_v1:tddfa_mb1",
