@@ -69,8 +69,13 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 300):
     )
 
 
-def run_images(inputs, out_dir, restorer=None, **opts):
-    """In-process ``facerest run`` (same code path as the CLI minus argument parsing): returns RunResult."""
+def run_images(inputs, out_dir, restorer=None, restorer_name=None, **opts):
+    """In-process ``facerest run`` (same code path as the CLI minus argument parsing): returns RunResult.
+
+    ``restorer`` injects a Restorer object (test doubles); ``restorer_name`` is ``--restorer NAME``; other keyword
+    arguments are fields of the config dataclasses (``batch_size=8``, ``aligned=True``...)."""
+    if restorer_name is not None:
+        opts["restorer"] = restorer_name
     from facerest_cli.config import BlendConfig, DetectConfig, OutputConfig, RestoreConfig, RunConfig
     from facerest_cli.job import run_job
     from facerest_cli.weights.cache import WeightsConfig
@@ -79,6 +84,8 @@ def run_images(inputs, out_dir, restorer=None, **opts):
     parts: dict = {k: {} for k in groups}
     top: dict = {}
     for k, v in opts.items():
+        if k == "restorer" and restorer_name is None:
+            raise TypeError("use restorer_name= for --restorer NAME")
         for g, cls in groups.items():
             if k in cls.__dataclass_fields__:
                 parts[g][k] = v

@@ -49,3 +49,29 @@ def match_color(restored: np.ndarray, reference: np.ndarray, mask: np.ndarray | 
         sf = float(np.sqrt(((f - mf) ** 2 * w).sum() / wsum))
         out[..., c] = (r - mr) * (sf / sr) + mf
     return np.clip(out, 0.0, 1.0)
+
+
+class ColorStage:
+    """BatchStage: a grayscale face's restored crop is reduced to luma (no invented colour); with ``--color-fix``
+    a colour face's restored crop gets the input crop's per-channel mean and std (inside the face)."""
+
+    name = "color"
+
+    def __init__(self, color_fix: bool, size: int = 512):
+        from facerest_cli.blend.mask import feather_mask
+
+        self.color_fix = color_fix
+        self._weight = feather_mask(size, inner=0.2, outer=0.3)  # the central face region
+
+    def before_restore(self, jobs) -> None:
+        pass
+
+    def after_restore(self, jobs) -> list:
+        for j in jobs:
+            r = j.frame.restored[j.i]
+            if j.frame.gray_faces[j.i]:
+                j.frame.restored[j.i] = np.repeat(to_gray(r), 3, axis=2)
+            elif self.color_fix:
+                crop = j.crop.astype(np.float32) / (65535.0 if j.crop.dtype == np.uint16 else 255.0)
+                j.frame.restored[j.i] = match_color(r, crop, self._weight)
+        return []

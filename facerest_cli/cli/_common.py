@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
+import tempfile
+import traceback
 from typing import Callable, TypeVar
 
 import typer
@@ -31,5 +34,25 @@ def reports_errors(fn: F) -> F:
         except KeyboardInterrupt:
             err("interrupted")
             raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except Exception as e:  # noqa: BLE001 - a bug must still end in one readable line, not a traceback
+            if os.environ.get("FACEREST_DEBUG"):
+                raise
+            log = _save_traceback(e)
+            err(f"internal error: {type(e).__name__}: {_first_line(e)} (traceback saved to {log}; please report it)")
+            raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0] if lines else ""
+
+
+def _save_traceback(e: BaseException) -> str:
+    fd, path = tempfile.mkstemp(prefix="facerest-error-", suffix=".log")
+    with os.fdopen(fd, "w") as f:
+        f.write("".join(traceback.format_exception(e)))
+    return path

@@ -86,9 +86,11 @@ class RestoreRuntime:
             host = host.pin_memory()
         x = host.to(self.device, non_blocking=True).permute(0, 3, 1, 2).flip(1).float().div_(maxval)  # RGB [0,1]
         s = torch.tensor(list(strengths), dtype=torch.float32, device=self.device).view(-1, 1, 1, 1)
-        with torch.inference_mode(), self._autocast():
-            y = self.restorer(x, prior=prior) if self.restorer.needs_prior else self.restorer(x)
+        with torch.inference_mode():
+            with self._autocast():
+                y = self.restorer(x, prior=prior) if self.restorer.needs_prior else self.restorer(x)
+            y = y.float().clamp(0.0, 1.0)
+            out = torch.where(s >= 1.0, y, torch.where(s <= 0.0, x, s * y + (1.0 - s) * x))
+            out = out.flip(1).permute(0, 2, 3, 1).contiguous().cpu().numpy()
         self.calls += 1
-        y = y.float().clamp_(0.0, 1.0)
-        out = torch.where(s >= 1.0, y, torch.where(s <= 0.0, x, s * y + (1.0 - s) * x))
-        return out.flip(1).permute(0, 2, 3, 1).contiguous().cpu().numpy()
+        return out
