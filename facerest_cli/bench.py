@@ -71,3 +71,97 @@ def timed(fn, iters: int, sync=None) -> float:
         times.append(time.perf_counter() - t)
     times.sort()
     return times[len(times) // 2]
+
+
+# GFLOP per 512x512 face, measured by ../shared/checkpoint-formats on the official code (torch flop counter).
+RESTORER_GFLOP = {
+    "gfpgan-1.4": 395.540,
+    "gfpgan-1.3": 395.540,
+    "codeformer": 809.769,  # at w = 0.5; 591.7 at w = 0
+    "gpen-bfr-512": 276.221,
+    "restoreformer-pp": 687.631,
+}
+
+
+def bench_restorer(weights: WeightsConfig, *, restorer: str, batches: list[int], precisions: list[str], device: str,
+                   iters: int, path: Path | None = None, random_weights: bool = False) -> dict:
+    """The restorer alone on real aligned face crops: batched (each batch size x precision) against the
+    official-style loop (one face at a time, fp32, no batching), in the same process, on the same faces."""
+    import numpy as np
+    import torch
+
+    from facerest_cli.restore.networks import NetworkRestorer, build_network_restorer
+    from facerest_cli.restore.registry import NETWORK_RESTORERS
+    from facerest_cli.restore.runtime import RestoreRuntime, resolve_device
+    from facerest_cli.weights.cache import WeightsStore
+
+    if restorer not in NETWORK_RESTORERS or restorer == "sgpn":
+        raise ValueError(f"--stage restorer benchmarks one of {', '.join(r for r in NETWORK_RESTORERS if r != 'sgpn')}")
+    dev = resolve_device(device)
+    store = WeightsStore(weights)
+
+    def make(precision: str) -> NetworkRestorer:
+        cfg = RestoreConfig(restorer=restorer, device=dev, precision=precision)
+        if random_weights:
+            from facerest_cli.models.registry import build_arch
+
+            entry = store.registry.get(restorer)
+            return NetworkRestorer(restorer, build_arch(entry.arch).eval(), entry.arch, cfg, dev)
+        return build_network_restorer(cfg, store, dev)
+
+    crops = _bench_crops(max(batches), path)
+    sync = torch.cuda.synchronize if dev.startswith("cuda") else None
+    gflop = RESTORER_GFLOP.get(restorer)
+    rows = []
+    # The official-style loop: what GFPGAN/CodeFormer's own scripts do per face.
+    base = make("fp32")
+    rt = RestoreRuntime(base, dev, "fp32")
+    n_loop = min(len(crops), max(2, min(batches)))
+    t = timed(lambda: [rt.restore([c], [1.0]) for c in crops[:n_loop]], iters, sync) / n_loop
+    loop_fps = 1.0 / t
+    rows.append(_bench_row("official loop (1 face, fp32)", 1, "fp32", t, gflop, loop_fps))
+    for precision in precisions:
+        r = base if precision == "fp32" else make(precision)
+        rt = RestoreRuntime(r, dev, precision)
+        for b in batches:
+            batch = crops[:b]
+            t = timed(lambda: rt.restore(batch, [1.0] * b), iters, sync) / b
+            rows.append(_bench_row("batched", b, precision, t, gflop, loop_fps))
+    return {"bench": "restorer", "restorer": restorer, "device": dev, "torch": torch.__version__,
+            "threads": torch.get_num_threads(), "gflop_per_face": gflop, "iters": iters,
+            "weights": "random (same architecture)" if random_weights else "installed", "rows": rows}
+
+
+def _bench_row(mode: str, batch: int, precision: str, sec_per_face: float, gflop: float | None, loop_fps: float) -> dict:
+    fps = 1.0 / sec_per_face
+    return {
+        "mode": mode,
+        "batch": batch,
+        "precision": precision,
+        "faces/s": round(fps, 3),
+        "ms/face": round(sec_per_face * 1000, 2),
+        "TFLOP/s": round(fps * gflop / 1000, 3) if gflop else None,
+        "speed-up": round(fps / loop_fps, 2),
+    }
+
+
+def _bench_crops(n: int, path: Path | None):
+    """``n`` real aligned 512 crops (../shared-style cropped_faces or the given folder), repeated as needed."""
+    import os
+
+    import cv2
+
+    folder = Path(path) if path else None
+    if folder is None:
+        shared = Path(os.environ.get("FACEREST_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared"))
+        folder = shared / "images" / "codeformer" / "cropped_faces"
+    files = sorted(p for p in folder.glob("*.png")) if folder.is_dir() else []
+    crops = [cv2.resize(cv2.imread(str(f)), (512, 512), interpolation=cv2.INTER_AREA) for f in files[:n]]
+    if not crops:
+        import numpy as np
+
+        rng = np.random.default_rng(0)
+        crops = [rng.integers(0, 256, (512, 512, 3), dtype=np.uint8)]
+    while len(crops) < n:
+        crops += crops[: n - len(crops)]
+    return crops

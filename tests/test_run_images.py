@@ -214,3 +214,65 @@ def test_bench_reports_every_stage(tmp_path):
     for r in result["rows"]:
         assert r["faces/s"] is not None and r["faces/s"] > 0 and r["images/s"] > 0
     assert "faces/s" in proc.stdout and "detect" in proc.stdout
+
+
+def test_formats_extensions_and_alpha_are_all_processed(tmp_path):
+    src = cv2.imread(str(shared_file("images", "insightface", "t1.jpg")))
+    d = tmp_path / "in"
+    (d / "sub").mkdir(parents=True)
+    cv2.imwrite(str(d / "a.TIF"), src)
+    cv2.imwrite(str(d / "b.bmp"), src)
+    cv2.imwrite(str(d / "sub" / "c.webp"), src, [cv2.IMWRITE_WEBP_QUALITY, 101])  # lossless
+    rgba = np.dstack([src, np.full(src.shape[:2], 200, np.uint8)])
+    cv2.imwrite(str(d / "sub" / "d.PNG"), rgba)
+    (d / "notes.txt").write_text("not an image")
+    res = run_images(d, tmp_path / "out")
+    assert res.failed == [] and res.processed == 4 and res.faces == 24
+    assert [Path(s.path).name for s in res.skipped] == ["notes.txt"]
+    out = tmp_path / "out"
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file() and p.suffix.lower() in (".tif", ".bmp", ".webp", ".png")) == [
+        "a.TIF", "b.bmp", "sub/c.webp", "sub/d.PNG"]
+    d_out = cv2.imread(str(out / "sub" / "d.PNG"), cv2.IMREAD_UNCHANGED)
+    assert d_out.shape == rgba.shape and np.array_equal(d_out[:, :, 3], rgba[:, :, 3]), "alpha must be kept as is"
+    with Image.open(out / "a.TIF") as im:
+        assert im.format == "TIFF"
+
+
+def test_face_selection_and_min_face(tmp_path):
+    src = shared_file("images", "insightface", "t1.jpg")
+    assert run_images(src, tmp_path / "all").faces == 6
+    all_recs = read_jsonl(tmp_path / "all" / "report.jsonl")
+    sizes = sorted(r["face_size"] for r in all_recs)
+    largest = run_images(src, tmp_path / "largest", faces="largest")
+    assert largest.faces == 1
+    assert read_jsonl(tmp_path / "largest" / "report.jsonl")[0]["face_size"] == sizes[-1]
+    center = run_images(src, tmp_path / "center", faces="center")
+    assert center.faces == 1
+    cut = (sizes[2] + sizes[3]) / 2
+    big = run_images(src, tmp_path / "big", min_face=cut)
+    assert big.faces == 3
+
+
+def test_upscale_suffix_and_ext(tmp_path):
+    src = shared_file("images", "insightface", "t1.jpg")
+    res = run_images(src, tmp_path / "out", upscale=2, suffix="_x2", ext="png")
+    assert res.faces == 6
+    out = cv2.imread(str(tmp_path / "out" / "t1_x2.png"))
+    h, w = cv2.imread(str(src)).shape[:2]
+    assert out.shape[:2] == (2 * h, 2 * w)
+
+
+def test_large_images_are_detected_at_bounded_resolution(tmp_path):
+    src = cv2.imread(str(shared_file("images", "insightface", "t1.jpg")))
+    big = cv2.resize(src, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)
+    p = tmp_path / "big.png"
+    cv2.imwrite(str(p), big)
+    res = run_images(p, tmp_path / "out", max_side=1280)
+    assert res.faces == 6
+    full = run_images(shared_file("images", "insightface", "t1.jpg"), tmp_path / "ref")
+    assert full.faces == 6
+    small_pts = sorted(tuple(r["landmarks"][0]) for r in read_jsonl(tmp_path / "ref" / "report.jsonl"))
+    big_pts = sorted(tuple(r["landmarks"][0]) for r in read_jsonl(tmp_path / "out" / "report.jsonl"))
+    for (x, y), (X, Y) in zip(small_pts, big_pts):
+        # pixel-centre mapping: full-res coordinate = (u + 0.5) * 2 - 0.5
+        assert abs(X - ((x + 0.5) * 2 - 0.5)) < 3 and abs(Y - ((y + 0.5) * 2 - 0.5)) < 3

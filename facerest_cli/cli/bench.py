@@ -14,7 +14,7 @@ from facerest_cli.cli._common import reports_errors
 def bench(
     path: Optional[Path] = typer.Argument(None, help="Folder or files to run the whole pipeline on (stage 'pipeline')."),
     stage: str = typer.Option("auto", help="pipeline | restorer | prior | video. auto: pipeline if PATH is given, else restorer."),
-    restorer: str = typer.Option("none", help="Restorer to run (see facerest run --help)."),
+    restorer: str = typer.Option("none", help="Restorer to run (see facerest run --help); the restorer stage needs a network, e.g. gfpgan-1.4."),
     detector: str = typer.Option("yunet", help="Detector for the pipeline stage."),
     batch: str = typer.Option("8", help="Batch size(s), comma-separated for the restorer stage, e.g. 1,8,32."),
     precision: str = typer.Option("fp32", help="fp32 | fp16 | bf16 (comma-separated to compare)."),
@@ -24,6 +24,7 @@ def bench(
     weights_dir: List[Path] = typer.Option([], "--weights-dir", help="Read-only folder of weights searched first."),
     offline: bool = typer.Option(False, "--offline", envvar="FACEREST_OFFLINE", help="Never download weights."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the measurements as JSON."),
+    random_weights: bool = typer.Option(False, "--random-weights", help="Restorer stage: use the architecture with random weights (speed does not depend on the values), so no download is needed."),
 ) -> None:
     """Measure throughput. With PATH: images/s and faces/s per pipeline stage (decode, detect, align, restore,
     paste, write) and end to end. Without: the restorer alone (faces/s, ms/face, TFLOP/s) against the
@@ -47,7 +48,8 @@ def bench(
         fn = getattr(lib, f"bench_{mode}", None)
         if fn is None:
             raise typer.BadParameter(f"unknown stage {mode!r}")
-        result = fn(weights, restorer=restorer, batches=batches, precisions=precisions, device=device, iters=iters, path=path)
+        kw = {"random_weights": random_weights} if mode == "restorer" else {}
+        result = fn(weights, restorer=restorer, batches=batches, precisions=precisions, device=device, iters=iters, path=path, **kw)
     lib.print_table(console, result)
     if json_out is not None:
         import json
