@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 TORCH_VERSION ?= 2.13.0
 export FACEREST_WEIGHTS_DIR ?= $(abspath ../shared/weights)
 
-.PHONY: install test test-fast clean
+.PHONY: install browser test test-fast clean
 
 install:
 	$(PY) -m venv $(VENV)
@@ -13,6 +13,13 @@ install:
 	$(BIN)/pip install "torch==$(TORCH_VERSION)"
 	echo "torch==$(TORCH_VERSION)" > $(VENV)/constraints.txt
 	$(BIN)/pip install -c $(VENV)/constraints.txt -e ".[dev]"
+	$(MAKE) browser
+
+# Headless Chromium + chromedriver for the contact-sheet test (pytest -m browser); Debian packages, run as root.
+browser:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then echo "chromium: already installed"; else \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium chromium-driver \
+	  || { echo "make browser: apt-get could not install chromium and chromium-driver" >&2; exit 1; }; fi
 
 test:
 	$(BIN)/python -m pytest

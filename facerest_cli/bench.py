@@ -38,9 +38,13 @@ def bench_pipeline(path: Path, weights: WeightsConfig, *, restorer: str, detecto
     wall = best.wall_time_s
     rows.append({"stage": "end to end", "seconds": round(wall, 4),
                  "images/s": round(best.processed / wall, 2), "faces/s": round(best.faces / wall, 2)})
+    if best.extra.get("videos"):  # video inputs: frames/s per stage and end to end too
+        for r in rows:
+            sec = r["seconds"]
+            r["frames/s"] = round(best.frames / sec, 2) if sec > 0 else None
     return {"bench": "pipeline", "path": str(path), "restorer": restorer, "detector": detector, "device": device,
-            "batch_size": batch_size, "images": best.processed, "faces": best.faces, "restore_calls": best.restore_calls,
-            "failed": len(best.failed), "rows": rows}
+            "batch_size": batch_size, "images": best.processed, "frames": best.frames, "faces": best.faces,
+            "restore_calls": best.restore_calls, "failed": len(best.failed), "rows": rows}
 
 
 def print_table(console, result: dict) -> None:
@@ -165,3 +169,62 @@ def _bench_crops(n: int, path: Path | None):
     while len(crops) < n:
         crops += crops[: n - len(crops)]
     return crops
+
+
+def bench_video(weights: WeightsConfig, *, restorer: str, batches: list[int], precisions: list[str], device: str,
+                iters: int = 1, path: Path | None = None, size: tuple[int, int] = (1280, 720), frames: int = 250) -> dict:
+    """Video frames/s end to end (decode, detect, track, restore, paste, encode H.264, copy audio) on a clip:
+    ``path`` if it is a video, else a generated ``size`` clip (10 s at 25 fps, one face moving and scaling, AAC
+    tone) animating ``path`` (a face picture) or a ../shared face. Two configurations: the ``facerest run``
+    defaults, and the restorer alone (feather mask, no identity report, no 3D prior). One run each (``iters``
+    is for the restorer and prior stages)."""
+    import os
+
+    from facerest_cli.config import BlendConfig, IdentityConfig, PriorConfig
+    from facerest_cli.errors import FacerestError
+    from facerest_cli.job import run_job
+    from facerest_cli.video.probe import sniff_kind
+
+    with tempfile.TemporaryDirectory(prefix="facerest-bench-video-") as tmp:
+        clip = Path(path) if path is not None and sniff_kind(Path(path), None) == "video" else None
+        if clip is None:
+            from facerest_cli.video.synth import load_face, make_clip
+
+            face_path = Path(path) if path is not None else Path(os.environ.get(
+                "FACEREST_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared")) / "images" / "gfpgan" / "cropped_faces" / "Julia_Roberts_crop.png"
+            clip = Path(tmp) / f"bench_{size[0]}x{size[1]}.mp4"
+            make_clip(clip, load_face(face_path), size=size, frames=frames)
+        configs = {
+            "run defaults": {},
+            "restorer only": {"blend": BlendConfig(mask="feather"), "identity": IdentityConfig(recognizer="none"),
+                              "prior": PriorConfig(prior="off")},
+        }
+        rows: list[dict] = []
+        stage_seconds: dict[str, dict] = {}  # per configuration (summed over threads: they overlap)
+        for name, extra in configs.items():
+            cfg = RunConfig(
+                inputs=(clip,),
+                restore=RestoreConfig(restorer=restorer, device=device, precision=precisions[0], batch_size=batches[0]),
+                output=OutputConfig(out_dir=Path(tmp) / f"out{len(rows)}"),
+                quiet=True,
+                **extra,
+            )
+            r = run_job(cfg, weights)  # one run per configuration: a whole clip averages itself
+            if r.failed:
+                raise FacerestError(f"bench video: {r.failed[0].path}: {r.failed[0].error}")
+            wall = r.wall_time_s
+            rows.append({"config": name, "frames": r.frames, "faces": r.faces, "seconds": round(wall, 3),
+                         "frames/s": round(r.frames / wall, 2), "faces/s": round(r.faces / wall, 2)})
+            stage_seconds[name] = {st: round(r.stage_seconds.get(st, 0.0), 3) for st in STAGES}
+        v = r.extra["videos"][0]
+    return {"bench": "video", "clip": str(path or "generated"), "size": f"{v['width']}x{v['height']}", "restorer": restorer,
+            "device": device, "batch_size": batches[0], "precision": precisions[0], "rows": rows,
+            "stage_seconds": stage_seconds}
+
+
+def bench_prior(weights: WeightsConfig, *, restorer: str, batches: list[int], precisions: list[str], device: str,
+                iters: int, path: Path | None = None) -> dict:
+    """The 3D prior: rendering 32 dense meshes at 512x512 per backend, and the 3DDFA regressor per batch size."""
+    from facerest_cli.prior.benchmark import bench_prior as run
+
+    return run(weights, batches=batches, device=device, iters=iters, timed=timed)

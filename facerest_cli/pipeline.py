@@ -32,7 +32,7 @@ from facerest_cli.blend.paste import PasteItem, paste_faces, scale_matrix
 from facerest_cli.config import OUTPUT_FORMATS, RunConfig
 from facerest_cli.errors import FacerestError, InputError, UsageError
 from facerest_cli.io.decode import decode_image
-from facerest_cli.io.sinks import ImageSink, atomic_write_bytes, output_format, output_path
+from facerest_cli.io.sinks import ImageSink, atomic_write_bytes, file_identity, is_inside, output_format, output_path
 from facerest_cli.io.sources import InputItem, Skipped
 from facerest_cli.report.jsonl import ReportWriter
 from facerest_cli.restore.runtime import RestoreRuntime
@@ -248,6 +248,7 @@ class Pipeline:
         video: FrameSource | None = None,
         events: Events | None = None,
         error_log: Callable[[str], None] | None = None,
+        on_input_done: Callable[[Frame, list[str]], None] | None = None,
     ):
         if preparer.detector is None and not cfg.aligned:
             raise UsageError("a detector is needed unless --aligned is given")
@@ -260,6 +261,7 @@ class Pipeline:
         self.clock = StageClock()
         self.result = RunResult()
         self._error_log = error_log
+        self._on_input_done = on_input_done  # e.g. the run manifest; called once an input's outputs are complete
         self._stop = threading.Event()
         self._fatal: BaseException | None = None
         self._lock = threading.Lock()
@@ -270,7 +272,7 @@ class Pipeline:
     def image_frame(self, item: InputItem, sink: FrameSink) -> Frame:
         """Decode, detect and align one image file."""
         with self.clock.timed("decode"):
-            img, gray = normalise_channels(decode_image(item.path, item.rel_path))
+            img, gray = normalise_channels(decode_image(item.path, item.rel_path, self.cfg.max_pixels))
         if self.cfg.aligned:
             with self.clock.timed("align"):
                 faces = [self.prep.aligned_input(img)]
@@ -354,7 +356,7 @@ class Pipeline:
         self.events.start(len(items))
         q_prep: queue.Queue = queue.Queue(maxsize=cfg.queue_size)
         q_write: queue.Queue = queue.Queue(maxsize=cfg.queue_size)
-        report = ReportWriter(cfg.output.out_dir / "report.jsonl")
+        report = ReportWriter(cfg.output.out_dir / "report.jsonl", append=cfg.output.incremental)
 
         threads = [
             threading.Thread(target=self._producer, args=(items, plan, q_prep), name="facerest-prepare", daemon=True),
@@ -451,38 +453,61 @@ class Pipeline:
 
     def _writer(self, q_write: queue.Queue, report: ReportWriter) -> None:
         result = self.result
+        unfinished: FrameSink | None = None  # written to but not finished (a video): aborted if the run stops
+        dead: set = set()  # sinks whose input failed mid-way (a video): the rest of its frames are dropped
+        item_faces = 0  # faces written for the current input (all frames of a video)
         try:
             while True:
                 fr = q_write.get()
                 if fr is _END:
                     return
-                if self._fatal is not None:
+                if self._fatal is not None or fr.sink in dead:
                     continue
                 if fr.error is not None:
                     fr.sink.abort()
+                    unfinished = None
+                    item_faces = 0
                     self.fail(fr.item.path, fr.error)
                     continue
                 try:
+                    unfinished = fr.sink
                     self._write(fr, report)
                 except InputError as e:
                     fr.sink.abort()
+                    dead.add(fr.sink)
+                    unfinished = None
+                    item_faces = 0
                     self.fail(fr.item.path, e)
                     continue
+                item_faces += len(fr.faces)
                 with self._lock:
                     result.faces += len(fr.faces)
                     result.frames += 1
                 if fr.item.kind == "video":
                     self.events.frame_done(fr.item.path, fr.index, getattr(fr.timing, "total", None))
                 if fr.last:
-                    outs = fr.sink.finish()
+                    try:
+                        outs = fr.sink.finish()
+                    except InputError as e:  # e.g. a video's encoder failing at its final flush
+                        unfinished = None
+                        item_faces = 0
+                        self.fail(fr.item.path, e)
+                        continue
+                    unfinished = None
+                    if self._on_input_done is not None:
+                        self._on_input_done(fr, outs)
                     with self._lock:
                         result.processed += 1
                         result.outputs.extend(outs)
                         for w in (*fr.image.meta.warnings, *fr.sink.warnings):
                             result.warnings.append({"path": str(fr.item.path), "warning": w})
-                    self.events.image_done(fr.item.path, len(fr.faces))
+                    self.events.image_done(fr.item.path, item_faces)
+                    item_faces = 0
         except BaseException as e:  # noqa: BLE001
             self._set_fatal(e)
+        finally:
+            if unfinished is not None:  # interrupted or disk full mid-input: leave no partial output
+                unfinished.abort()
 
     def _restore_loop(self, q_prep: queue.Queue, q_write: queue.Queue) -> None:
         """Gather faces across frames into batches; hand finished frames to the writer in input order."""
@@ -491,8 +516,9 @@ class Pipeline:
         bs = self.cfg.restore.batch_size
         ended = False
         while True:
-            # Fill until a full batch is waiting, or the input is exhausted.
-            while not ended and len(todo) < bs:
+            # Fill until a full batch is waiting, or the input is exhausted. At most bs + queue_size frames wait
+            # here, so a long stretch of faceless video frames cannot pile up in memory.
+            while not ended and len(todo) < bs and len(pending) < bs + self.cfg.queue_size:
                 fr = self._get(q_prep)
                 if fr is _END:
                     ended = True
@@ -510,6 +536,7 @@ class Pipeline:
                     out = self.runtime.restore([j.crop for j in batch], [j.strength for j in batch], prior=priors)
                 for j, r in zip(batch, out):
                     j.frame.restored[j.i] = r
+                    j.record.notes.extend(self.runtime.last_notes)  # e.g. out of memory: batch halved
                 retry: list[FaceJob] = []
                 for st in self.stages:
                     retry += st.after_restore(batch)
@@ -529,20 +556,24 @@ class Pipeline:
         cfg = self.cfg.output
         inputs_resolved = {os.path.realpath(i.path) for i in items}
         inputs_folded = {p.casefold() for p in inputs_resolved}
+        input_ids = {file_identity(i.path) for i in items} - {None}  # hard links, case-insensitive file systems
         plan: dict[Path, Path | InputError] = {}
         taken: dict[str, Path] = {}
         for it in items:
             try:
                 if it.kind == "video":
-                    out = output_path(cfg.out_dir, it.rel_path, "VIDEO", video_extension(it.rel_path, cfg.ext), cfg.suffix)
+                    out = output_path(cfg.out_dir, it.rel_path, "VIDEO", video_extension(it.rel_path, cfg.ext, self.cfg.video.codec), cfg.suffix)
                 else:
                     out = output_path(cfg.out_dir, it.rel_path, output_format(_guess_format(it.path), cfg.ext), cfg.ext, cfg.suffix)
             except FacerestError as e:
                 plan[it.path] = InputError(it.path, str(e))
                 continue
             real = os.path.realpath(out)
-            if real in inputs_resolved or real.casefold() in inputs_folded:
+            if real in inputs_resolved or real.casefold() in inputs_folded or file_identity(real) in input_ids:
                 raise UsageError(f"output {out} would overwrite the input file {it.path}; choose another -o/--suffix")
+            if not is_inside(out, cfg.out_dir):
+                plan[it.path] = InputError(it.path, f"output {out} would leave the output folder through a symbolic link")
+                continue
             key = real.casefold()
             if key in taken:
                 plan[it.path] = InputError(it.path, f"output {out} collides with the output of {taken[key]}")
@@ -597,9 +628,12 @@ _EMPTY_IMAGE = DecodedImage(Path(), Path(), np.zeros((1, 1, 3), np.uint8), Image
 VIDEO_CONTAINERS = (".mp4", ".mkv", ".mov", ".m4v")
 
 
-def video_extension(rel: Path, ext: str | None) -> str:
+def video_extension(rel: Path, ext: str | None, codec: str = "x264") -> str:
     """Output container extension for a video: --ext if it names a video container, else the input's when it can
-    hold H.264 (mp4, mkv, mov, m4v), else mkv (webm and avi cannot carry every codec we write)."""
+    hold H.264 (mp4, mkv, mov, m4v), else mkv (webm and avi cannot carry every codec we write). FFV1 archival
+    masters are always Matroska (its standard container; QuickTime cannot hold FFV1)."""
+    if codec == "ffv1":
+        return "mkv"
     if ext and "." + ext.lower().lstrip(".") in VIDEO_CONTAINERS:
         return ext.lower().lstrip(".")
     suffix = rel.suffix.lower()

@@ -29,6 +29,17 @@ def weights_file(*parts: str) -> Path:
     return p
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _session_env(tmp_path_factory):
+    """Before any module-scoped fixture: weights from ../shared, never the user's real cache, never offline."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("FACEREST_HOME", str(tmp_path_factory.mktemp("facerest_session_home")))
+    mp.setenv("FACEREST_WEIGHTS_DIR", str(WEIGHTS))
+    mp.delenv("FACEREST_OFFLINE", raising=False)
+    yield
+    mp.undo()
+
+
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path_factory, monkeypatch):
     """Every test gets its own empty FACEREST_HOME (cache, lock file), and reads ../shared/weights read-only."""
@@ -76,16 +87,29 @@ def run_images(inputs, out_dir, restorer=None, restorer_name=None, **opts):
     arguments are fields of the config dataclasses (``batch_size=8``, ``aligned=True``...)."""
     if restorer_name is not None:
         opts["restorer"] = restorer_name
-    from facerest_cli.config import BlendConfig, DetectConfig, OutputConfig, RestoreConfig, RunConfig
+    from facerest_cli.config import (
+        BlendConfig,
+        DetectConfig,
+        IdentityConfig,
+        OutputConfig,
+        PriorConfig,
+        RestoreConfig,
+        RunConfig,
+        VideoConfig,
+    )
     from facerest_cli.job import run_job
     from facerest_cli.weights.cache import WeightsConfig
 
-    groups = {"detect": DetectConfig, "restore": RestoreConfig, "blend": BlendConfig, "output": OutputConfig}
+    groups = {"detect": DetectConfig, "restore": RestoreConfig, "blend": BlendConfig, "output": OutputConfig,
+              "identity": IdentityConfig, "prior": PriorConfig, "video": VideoConfig}
     parts: dict = {k: {} for k in groups}
     top: dict = {}
     for k, v in opts.items():
         if k == "restorer" and restorer_name is None:
             raise TypeError("use restorer_name= for --restorer NAME")
+        if k in groups and isinstance(v, groups[k]):  # a whole config group, e.g. prior=PriorConfig(prior="off")
+            parts[k] = {f: getattr(v, f) for f in groups[k].__dataclass_fields__}
+            continue
         for g, cls in groups.items():
             if k in cls.__dataclass_fields__:
                 parts[g][k] = v

@@ -1,4 +1,5 @@
-"""Rich progress on stderr: images, faces, faces/s; failures as one line each."""
+"""Rich progress on stderr: images, faces, faces/s (and a line for the current video: frames, frames/s, ETA);
+failures as one line each."""
 
 from __future__ import annotations
 
@@ -20,20 +21,21 @@ class RichEvents:
         self._lock = threading.Lock()
         self.faces = 0
         self._t0 = time.perf_counter()
+        self._video: list | None = None  # [path, task id, start time] of the video being written
         self._progress = Progress(
-            TextColumn("[bold]restoring"),
+            TextColumn("[bold]{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("images"),
-            TextColumn("{task.fields[faces]} faces"),
-            TextColumn("{task.fields[rate]} faces/s"),
+            TextColumn("{task.fields[unit]}"),
+            TextColumn("{task.fields[faces]}"),
+            TextColumn("{task.fields[rate]}"),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
             console=self.console,
             disable=quiet,
             transient=False,
         )
-        self._task = self._progress.add_task("run", total=total, faces=0, rate="0.0")
+        self._task = self._progress.add_task("restoring", total=total, unit="images", faces="0 faces", rate="0.0 faces/s")
 
     def __enter__(self) -> "RichEvents":
         return self
@@ -51,10 +53,28 @@ class RichEvents:
         with self._lock:
             self.faces += n_faces
             rate = self.faces / max(time.perf_counter() - self._t0, 1e-6)
-            self._progress.update(self._task, advance=1, faces=self.faces, rate=f"{rate:.1f}")
+            self._progress.update(self._task, advance=1, faces=f"{self.faces} faces", rate=f"{rate:.1f} faces/s")
+            self._end_video(path)
 
     def image_failed(self, path: Path, error: str) -> None:
         with self._lock:
             # Failures are always shown, even with --quiet: a user must learn which files were not processed.
             self.console.print(f"[red]failed[/red] {escape(error)}", markup=True, highlight=False, soft_wrap=True)
             self._progress.update(self._task, advance=1)
+            self._end_video(path)
+
+    def frame_done(self, path: Path, index: int, total: int | None) -> None:
+        """A video frame was written: the current video's own line shows frames, frames/s and its ETA."""
+        with self._lock:
+            if self._video is None or self._video[0] != path:
+                self._end_video(None)
+                tid = self._progress.add_task(f"  {escape(path.name)}", total=total, unit="frames", faces="", rate="")
+                self._video = [path, tid, time.perf_counter()]
+            _, tid, t0 = self._video
+            fps = (index + 1) / max(time.perf_counter() - t0, 1e-6)
+            self._progress.update(tid, completed=index + 1, total=total, rate=f"{fps:.1f} frames/s")
+
+    def _end_video(self, path: Path | None) -> None:
+        if self._video is not None and (path is None or self._video[0] == path):
+            self._progress.remove_task(self._video[1])
+            self._video = None

@@ -12,7 +12,7 @@ from facerest_cli.cli._common import reports_errors
 
 @reports_errors
 def bench(
-    path: Optional[Path] = typer.Argument(None, help="Folder or files to run the whole pipeline on (stage 'pipeline')."),
+    path: Optional[Path] = typer.Argument(None, help="Folder or files to run the whole pipeline on (stage 'pipeline'; videos add frames/s). Stage 'video': a video, or a face picture animated into a generated 720p clip (default: a ../shared face)."),
     stage: str = typer.Option("auto", help="pipeline | restorer | prior | video. auto: pipeline if PATH is given, else restorer."),
     restorer: str = typer.Option("none", help="Restorer to run (see facerest run --help); the restorer stage needs a network, e.g. gfpgan-1.4."),
     detector: str = typer.Option("yunet", help="Detector for the pipeline stage."),

@@ -8,17 +8,21 @@ from typing import List, Optional
 import typer
 
 from facerest_cli.cli._common import reports_errors
-from facerest_cli.config import BlendConfig, DetectConfig, OutputConfig, RestoreConfig, RunConfig
+from facerest_cli.config import BlendConfig, DetectConfig, IdentityConfig, OutputConfig, RestoreConfig, RunConfig, VideoConfig
 
 _DET = "Detection"
 _RES = "Restoration"
 _OUT = "Output"
 _WTS = "Weights"
+_IDN = "Identity"
+_ARC = "Archival safety"
+_VID = "Video"
+_3D = "3D prior"
 
 
 @reports_errors
 def run(
-    inputs: List[Path] = typer.Argument(..., help="Image files and/or folders (walked recursively).", show_default=False),
+    inputs: List[Path] = typer.Argument(..., help="Image and video files and/or folders (walked recursively). Videos: mp4 mov mkv avi webm m4v, recognised by content.", show_default=False),
     output: Path = typer.Option(Path("out"), "-o", "--output", help="Output folder; keeps the inputs' relative layout."),
     detector: str = typer.Option("yunet", help="yunet | retinaface-mnet | retinaface-r50 | scrfd | scrfd-10g.", rich_help_panel=_DET),
     faces: str = typer.Option("all", help="Which faces to restore: all | largest | center.", rich_help_panel=_DET),
@@ -31,36 +35,69 @@ def run(
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N | mps.", rich_help_panel=_RES),
     precision: str = typer.Option("fp32", help="fp32 | fp16 | bf16 (half precision needs CUDA).", rich_help_panel=_RES),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Face crops per restorer call, gathered across images.", rich_help_panel=_RES),
+    mask: str = typer.Option("auto", help="Blend mask: auto (bisenet when its weights are installed, else feather) | feather (soft crop box) | bisenet | parsenet (469 GFLOP/face). Parsing masks keep the face and exclude hair, hat, neck, clothes and background.", rich_help_panel=_RES),
+    color_fix: bool = typer.Option(False, "--color-fix", help="Match each restored face's colour statistics to the input face's.", rich_help_panel=_RES),
+    compile_: bool = typer.Option(False, "--compile", help="torch.compile the restorer (slow first batch, faster after; GPU).", rich_help_panel=_RES),
     upscale: int = typer.Option(1, min=1, max=8, help="Resize the whole output by N; faces are pasted at that scale.", rich_help_panel=_OUT),
     ext: Optional[str] = typer.Option(None, help="Output format (jpg, png, tif, bmp, webp). Default: the input's.", rich_help_panel=_OUT),
     suffix: str = typer.Option("", help="Append to output file names, e.g. _restored.", rich_help_panel=_OUT),
     quality: int = typer.Option(95, min=1, max=100, help="JPEG/WebP quality.", rich_help_panel=_OUT),
     save_crops: bool = typer.Option(False, "--save-crops", help="Also write aligned input and restored crops under OUTPUT/faces/.", rich_help_panel=_OUT),
+    recognizer: str = typer.Option("auto", help="Face recognizer for the identity report: auto (arcface-r50 when installed, else arcface-mobilefacenet; skipped with a warning if neither can be had offline) | none | arcface-r50 | arcface-mobilefacenet | arcface-iresnet50 | arcface-iresnet100.", rich_help_panel=_IDN),
+    identity_flag: float = typer.Option(0.5, "--identity-flag", metavar="T", help="Flag faces whose input-vs-restored ArcFace cosine is below T in report.jsonl/csv/html and summary.json. 0.5 suits arcface-mobilefacenet: 37 of 38 same-person photo pairs of the deepface test set score above it, no different-person pair does.", rich_help_panel=_IDN),
+    min_identity: Optional[float] = typer.Option(None, "--min-identity", metavar="T", help="Identity guard (off by default; suggested 0.5): a face whose cosine is below T is redone at 0.75x then 0.5x the strength, and if still below T the original face is kept. report.jsonl lists every attempt.", rich_help_panel=_IDN),
+    skip_existing: bool = typer.Option(False, "--skip-existing", help="Skip inputs that OUTPUT/manifest.jsonl shows done: same input (size, mtime or SHA-256), same options, outputs present with their recorded sizes. report.jsonl and summary.json then cover old and new work.", rich_help_panel=_ARC),
+    resume: bool = typer.Option(False, "--resume", help="Continue a stopped or killed run: like --skip-existing, and every earlier output's SHA-256 is verified; a torn report line or half-finished input is redone.", rich_help_panel=_ARC),
+    preserve_times: bool = typer.Option(False, "--preserve-times", help="Give each output its input's modification (and access) time.", rich_help_panel=_ARC),
+    max_pixels: int = typer.Option(250_000_000, "--max-pixels", min=0, metavar="N", help="Refuse images above N pixels, from the header, before decoding (decompression bombs); 0 = no limit.", rich_help_panel=_ARC),
+    codec: str = typer.Option("x264", help="Video encoder: x264 (H.264, yuv420p) | x265 (H.265) | ffv1 (lossless archival master, always .mkv).", rich_help_panel=_VID),
+    crf: int = typer.Option(18, min=0, max=51, help="x264/x265 constant rate factor: lower is better quality and bigger files (18 is visually lossless for H.264).", rich_help_panel=_VID),
+    preset: str = typer.Option("medium", help="x264/x265 speed preset: ultrafast ... medium ... veryslow (slower = smaller file at the same quality).", rich_help_panel=_VID),
+    smooth: bool = typer.Option(True, "--smooth/--no-smooth", help="Track faces across frames and smooth each track's landmarks (One-Euro filter) so the face crop does not jitter; summary.json reports the jitter.", rich_help_panel=_VID),
+    redetect: float = typer.Option(0.25, min=0.0, metavar="S", help="Search the whole frame for new faces every S seconds; in between, tracked faces are re-detected only around where they were (several times faster). A lost face or a scene cut triggers a full search at once. 0 = every frame.", rich_help_panel=_VID),
+    start: Optional[str] = typer.Option(None, metavar="POS", help="Process a video from POS: seconds (90, 12.5), m:s or h:m:s (1:30, 0:01:30.5) or a frame number (250f). The output starts there.", rich_help_panel=_VID),
+    end: Optional[str] = typer.Option(None, metavar="POS", help="Stop before POS (same forms as --start; exclusive).", rich_help_panel=_VID),
+    prior: str = typer.Option("auto", "--prior", help="3D prior (pose, landmarks, shape; needed by sgpn): auto (3ddfa-mb05 or -mb1 when installed, else fetch mb05; off if unavailable) | off | 3ddfa-mb05 | 3ddfa-mb1.", rich_help_panel=_3D),
+    pose_adaptive: Optional[bool] = typer.Option(None, "--pose-adaptive/--no-pose-adaptive", help="Lower the strength on faces turned sideways (|yaw|, see --pose-knots); the applied strength is reported. Default: on when the prior runs.", rich_help_panel=_3D),
+    pose_knots: Optional[str] = typer.Option(None, "--pose-knots", metavar="DEG:F,...", help="Pose-adaptive curve as DEG:FACTOR points, e.g. 30:1,75:0.3 (the default): full strength up to |yaw| 30, smoothstep down to 0.3x at 75 degrees and beyond.", rich_help_panel=_3D),
+    shape_threshold: float = typer.Option(0.1, "--shape-threshold", metavar="D", help="Flag faces whose 3D shape changed by more than D (RMS of the 40 shape coefficients, input vs restored, in population std units; degraded copies of a face score < 0.1).", rich_help_panel=_3D),
+    sgpn_render: str = typer.Option("bfm09", "--sgpn-render", help="The 3D face sgpn is given: bfm09 (what SGPN was trained on; BFM09 is licence-gated, import it with `facerest weights import 01_MorphableModel.mat`) | mean-face (the 3DDFA mean-face geometry, shaded grey: runs without BFM09 at lower fidelity; noted in every record).", rich_help_panel=_3D),
+    renderer: str = typer.Option("auto", "--renderer", help="3D renderer: auto (pytorch3d when importable, else the built-in torch rasterizer) | torch | pytorch3d.", rich_help_panel=_3D),
     weights_dir: List[Path] = typer.Option([], "--weights-dir", help="Read-only folder of weights searched first (repeatable).", rich_help_panel=_WTS),
     offline: bool = typer.Option(False, "--offline", envvar="FACEREST_OFFLINE", help="Never download; fail fast if weights are missing.", rich_help_panel=_WTS),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar (failures are still printed)."),
 ) -> None:
-    """Restore every face in the given images and write the results, report.jsonl and summary.json to OUTPUT.
+    """Restore every face in the given images and videos and write the results, report.jsonl and summary.json to OUTPUT.
 
-    Exit codes: 0 all inputs done, 1 some inputs failed (the rest are done), 2 usage or configuration error.
+    Exit codes: 0 all inputs done, 1 some inputs failed (the rest are done), 2 usage or configuration error,
+    3 disk full (finished outputs are complete; rerun with --resume), 130 interrupted (Ctrl-C, SIGTERM, SIGHUP).
     """
     from facerest_cli.cli._progress import RichEvents
+    from facerest_cli.cli._signals import stop_on_signals
     from facerest_cli.job import run_job
+    from facerest_cli.prior.options import prior_config
     from facerest_cli.weights.cache import WeightsConfig
 
     cfg = RunConfig(
         inputs=tuple(inputs),
         detect=DetectConfig(detector=detector, faces=_choice("--faces", faces, ("all", "largest", "center")), min_face=min_face, max_side=det_size),
         restore=RestoreConfig(restorer=restorer, device=device, precision=_choice("--precision", precision, ("fp32", "fp16", "bf16")),
-                              batch_size=batch_size, strength=strength, fidelity=fidelity),
-        blend=BlendConfig(upscale=upscale),
-        output=OutputConfig(out_dir=output, ext=ext, suffix=suffix, save_crops=save_crops, jpeg_quality=quality),
+                              batch_size=batch_size, strength=strength, fidelity=fidelity, compile=compile_),
+        blend=BlendConfig(upscale=upscale, mask=mask, color_fix=color_fix),
+        output=OutputConfig(out_dir=output, ext=ext, suffix=suffix, save_crops=save_crops, jpeg_quality=quality,
+                            skip_existing=skip_existing, resume=resume, preserve_times=preserve_times),
+        max_pixels=max_pixels,
         aligned=aligned,
+        identity=IdentityConfig(recognizer=recognizer, flag_below=identity_flag, min_identity=min_identity),
+        video=VideoConfig(codec=codec, crf=crf, preset=preset, smooth=smooth, redetect=redetect, start=start, end=end),
+        prior=prior_config(prior, pose_adaptive, pose_knots, shape_threshold, renderer, sgpn_render=sgpn_render),
         quiet=quiet,
     )
     weights = WeightsConfig.from_env(weights_dirs=tuple(weights_dir), offline=offline)
-    with RichEvents(total=None, quiet=quiet) as events:
+    with RichEvents(total=None, quiet=quiet) as events, stop_on_signals():
         result = run_job(cfg, weights, events=events)
+    if skipped := result.extra.get("identity", {}).get("skipped"):
+        events.console.print(f"warning: {skipped}", markup=False, highlight=False)
     if not quiet:
         events.console.print(
             f"{result.processed} of {result.seen} inputs processed, {result.faces} faces, {len(result.failed)} failed "

@@ -26,7 +26,9 @@ def to_detection_bgr(pixels: np.ndarray) -> np.ndarray:
     """Any decoded image -> the uint8 BGR detectors expect (gray replicated, alpha dropped, 16 -> 8 bit)."""
     a = pixels
     if a.dtype == np.uint16:
-        a = ((a.astype(np.uint32) + 128) // 257).astype(np.uint8)
+        from facerest_cli.io.sinks import to_8bit  # in bands: no full-size 32-bit copy of a big 16-bit scan
+
+        a = to_8bit(a)
     c = a.shape[2]
     if c in (1, 2):
         a = np.repeat(a[:, :, :1], 3, axis=2)

@@ -9,7 +9,11 @@ them to 8 bits.
 from __future__ import annotations
 
 import io
+import os
+import stat
+import struct
 import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +22,10 @@ from facerest_cli.errors import InputError
 from facerest_cli.types import DecodedImage, ImageMeta
 
 DEFAULT_MAX_PIXELS = 250_000_000
+# Largest file we read for a --max-pixels image: 8 bytes per pixel (16-bit RGBA, uncompressed) plus metadata.
+_BYTES_PER_PIXEL_BOUND = 8
+_FILE_SLACK = 256 << 20
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 _EXIF_ORIENTATION = 0x0112
 
@@ -115,9 +123,28 @@ def check_size(path: Path, width: int, height: int, max_pixels: int) -> None:
     if max_pixels and width * height > max_pixels:
         raise InputError(
             path,
-            f"image is {width}x{height} = {width * height / 1e6:.0f} MP, above the {max_pixels / 1e6:.0f} MP limit "
+            f"image is {width}x{height} = {_mp(width * height)} MP, above the {_mp(max_pixels)} MP limit "
             "(raise it with --max-pixels)",
         )
+
+
+def check_png_chunks(data: bytes, path: Path) -> None:
+    """Every PNG chunk's CRC must match: Pillow does not check IDAT's, and a damaged scan must not silently turn
+    into a restored-looking output."""
+    pos, n = 8, len(data)
+    while pos + 12 <= n:
+        (length,) = struct.unpack_from(">I", data, pos)
+        kind = data[pos + 4 : pos + 8]
+        end = pos + 12 + length
+        if end > n:
+            raise InputError(path, f"truncated PNG (chunk {kind.decode('latin-1')!r} runs past the end of the file)")
+        (crc,) = struct.unpack_from(">I", data, end - 4)
+        if zlib.crc32(data[pos + 4 : end - 4]) != crc:
+            raise InputError(path, f"corrupt PNG: CRC mismatch in chunk {kind.decode('latin-1')!r} at byte {pos}")
+        if kind == b"IEND":
+            return
+        pos = end
+    raise InputError(path, "truncated PNG (no IEND chunk)")
 
 
 def decode_image_bytes(data: bytes, path: Path, rel_path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
@@ -138,10 +165,18 @@ def decode_image_bytes(data: bytes, path: Path, rel_path: Path, max_pixels: int 
         fmt = im.format or "?"
         width, height = im.size
         check_size(path, width, height, max_pixels)
+        if data.startswith(_PNG_SIGNATURE):
+            check_png_chunks(data, path)
         try:
             exif_obj = im.getexif()
             orientation = int(exif_obj.get(_EXIF_ORIENTATION, 1) or 1)
-            exif = im.info.get("exif") or (exif_obj.tobytes() if len(exif_obj) else None)
+            if fmt == "TIFF":
+                # A TIFF's "EXIF" is its IFD0: keep the descriptive tags, not the strip layout of this file.
+                from facerest_cli.io.exif import clean_tiff_exif
+
+                exif = clean_tiff_exif(exif_obj)
+            else:
+                exif = im.info.get("exif") or (exif_obj.tobytes() if len(exif_obj) else None)
         except Exception:  # noqa: BLE001 - broken EXIF must not lose the picture
             orientation, exif = 1, None
         if orientation not in range(1, 9):
@@ -151,11 +186,15 @@ def decode_image_bytes(data: bytes, path: Path, rel_path: Path, max_pixels: int 
         if n_frames > 1:
             warn.append(f"{n_frames} frames/pages: only the first is processed")
         dpi = im.info.get("dpi")
+        icc = im.info.get("icc_profile")
+        if icc and im.mode == "CMYK" and icc[16:20] == b"CMYK":
+            icc = None
+            warn.append("CMYK ICC profile dropped: the output is RGB, which that profile cannot describe")
         meta_kwargs = dict(
             format=fmt,
             orientation=orientation,
             exif=exif,
-            icc_profile=im.info.get("icc_profile"),
+            icc_profile=icc,
             dpi=(float(dpi[0]), float(dpi[1])) if dpi else None,
             xmp=_xmp(im),
             n_frames=n_frames,
@@ -216,18 +255,34 @@ def decode_image(path: Path, rel_path: Path | None = None, max_pixels: int = DEF
     """Read and decode one image file; every failure is an ``InputError`` naming the file."""
     path = Path(path)
     try:
-        if path.is_dir():
+        st = os.stat(path)
+        if stat.S_ISDIR(st.st_mode):
             raise InputError(path, "is a directory, not an image file")
+        if not stat.S_ISREG(st.st_mode):
+            raise InputError(path, "not a regular file (a FIFO, socket or device): refusing to read it")
+        if max_pixels and st.st_size > max_pixels * _BYTES_PER_PIXEL_BOUND + _FILE_SLACK:
+            raise InputError(
+                path,
+                f"file is {st.st_size / 2**30:.1f} GiB, more than any image within the {_mp(max_pixels)} MP "
+                "limit can take (raise it with --max-pixels)",
+            )
         data = path.read_bytes()
     except InputError:
         raise
     except PermissionError:
         raise InputError(path, "permission denied (cannot read the file)") from None
     except FileNotFoundError:
-        raise InputError(path, "file not found (or a broken symbolic link)") from None
+        if os.path.islink(path):
+            raise InputError(path, f"broken symbolic link (its target {os.readlink(path)} does not exist)") from None
+        raise InputError(path, "file not found") from None
     except OSError as e:
         raise InputError(path, f"cannot read the file ({e.strerror or e})") from None
     return decode_image_bytes(data, path, rel_path if rel_path is not None else Path(path.name), max_pixels)
+
+
+def _mp(pixels: int) -> str:
+    v = pixels / 1e6
+    return f"{v:.0f}" if v >= 10 else f"{v:.3g}"
 
 
 def _one_line(e: BaseException) -> str:

@@ -6,12 +6,14 @@ over the final name: a crash at any moment leaves either no file or a complete o
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import os
-import tempfile
+import secrets
 import zlib
 from pathlib import Path
+from typing import BinaryIO, Iterator
 
 import numpy as np
 
@@ -42,11 +44,26 @@ def output_path(out_dir: Path, rel_path: Path, fmt: str, ext: str | None, suffix
     return Path(out_dir) / rel.parent / f"{rel.stem}{suffix}{new_ext}"
 
 
+def file_identity(path: Path | str) -> tuple[int, int] | None:
+    """(device, inode) of the file ``path`` resolves to, or None: the same file under any name, link or case."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return st.st_dev, st.st_ino
+
+
+def is_inside(path: Path | str, root: Path | str) -> bool:
+    """True if ``path``, with every symbolic link resolved, lies inside ``root`` (also resolved)."""
+    real, base = os.path.realpath(path), os.path.realpath(root)
+    return os.path.commonpath([real, base]) == base
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` via temp file + fsync + rename; ENOSPC becomes ``DiskFullError``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX, dir=path.parent)
+    fd, tmp = _create_temp(path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -58,10 +75,79 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
-        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
-            raise DiskFullError(f"disk full while writing {path}") from None
+        if is_disk_full(e):
+            raise disk_full(path) from None
         raise
     _fsync_dir(path.parent)
+
+
+@contextlib.contextmanager
+def atomic_open(path: Path) -> Iterator[BinaryIO]:
+    """``with atomic_open(p) as f: f.write(...)``: streamed version of ``atomic_write_bytes`` (same temp naming,
+    fsync, rename; nothing at ``path`` changes if the block raises)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = _create_temp(path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        if is_disk_full(e):
+            raise disk_full(path) from None
+        raise
+    _fsync_dir(path.parent)
+
+
+def durable_append(f: BinaryIO, data: bytes, path: Path | str) -> None:
+    """Append ``data`` to ``f`` (opened ``"ab"`` unbuffered) and fsync. If that fails the file is cut back to its
+    previous length, so a failed append (disk full) leaves no torn line behind."""
+    fd = f.fileno()
+    pos = os.fstat(fd).st_size
+    try:
+        view = memoryview(data)
+        while view:
+            n = f.write(view)
+            view = view[n or 0 :]
+        os.fsync(fd)
+    except OSError as e:
+        try:
+            os.ftruncate(fd, pos)
+        except OSError:
+            pass
+        if is_disk_full(e):
+            raise disk_full(path) from None
+        raise
+
+
+def is_disk_full(e: BaseException) -> bool:
+    """ENOSPC (no space left) or EDQUOT (quota exceeded): nothing more can be written there."""
+    return isinstance(e, OSError) and e.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+
+
+def disk_full(path: Path | str) -> DiskFullError:
+    return DiskFullError(
+        f"disk full while writing {path}: the run stopped; everything written before is complete - free some space "
+        "and run again with --resume"
+    )
+
+
+def _create_temp(directory: Path) -> tuple[int, str]:
+    """A new hidden temp file in ``directory``, created with mode 0o666 so the umask applies (mkstemp's 0o600
+    would leave every output unreadable to the user's group)."""
+    for _ in range(100):
+        name = os.path.join(directory, f"{TEMP_PREFIX}{secrets.token_hex(6)}{TEMP_SUFFIX}")
+        try:
+            return os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), name
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"could not create a temporary file in {directory}")
 
 
 def _fsync_dir(d: Path) -> None:
@@ -81,19 +167,23 @@ def _fsync_dir(d: Path) -> None:
 
 
 def _exif_upright(exif: bytes | None) -> bytes | None:
-    """EXIF with orientation reset to 1, since the pixels we write are already upright."""
-    if not exif:
-        return None
-    from PIL import Image
+    """EXIF with orientation reset to 1, since the pixels we write are already upright (patched in place: every
+    other byte of the block, maker notes included, is kept)."""
+    from facerest_cli.io.exif import upright_exif
 
-    try:
-        e = Image.Exif()
-        e.load(exif)
-        if e.get(0x0112, 1) != 1:
-            e[0x0112] = 1
-        return e.tobytes()
-    except Exception:  # noqa: BLE001 - unreadable EXIF is passed through rather than lost
-        return exif
+    return upright_exif(exif)
+
+
+def to_8bit(pixels: np.ndarray) -> np.ndarray:
+    """uint16 -> uint8 by rounding v / 257, a band of rows at a time (no full-size 32-bit copy of a big scan)."""
+    out = np.empty(pixels.shape, np.uint8)
+    step = max(1, (1 << 18) // max(1, pixels.shape[1] * pixels.shape[2]))  # ~1 MB of uint32 per band
+    for y in range(0, pixels.shape[0], step):
+        band = pixels[y : y + step].astype(np.uint32)
+        band += 128
+        band //= 257
+        out[y : y + step] = band
+    return out
 
 
 def _png_chunk(kind: bytes, body: bytes) -> bytes:
@@ -129,9 +219,11 @@ def _to_pil(pixels: np.ndarray):
         return Image.fromarray(np.ascontiguousarray(pixels[:, :, 0]), mode="L")
     if c == 2:
         return Image.fromarray(np.ascontiguousarray(pixels), mode="LA")
+    # Colour: Pillow unpacks BGR(A) itself, so no reordered full-size copy is made on our side.
+    h, w = pixels.shape[:2]
     if c == 3:
-        return Image.fromarray(np.ascontiguousarray(pixels[:, :, ::-1]), mode="RGB")
-    return Image.fromarray(np.ascontiguousarray(pixels[:, :, [2, 1, 0, 3]]), mode="RGBA")
+        return Image.frombuffer("RGB", (w, h), np.ascontiguousarray(pixels), "raw", "BGR", 0, 1)
+    return Image.frombuffer("RGBA", (w, h), np.ascontiguousarray(pixels), "raw", "BGRA", 0, 1)
 
 
 def encode_image(pixels: np.ndarray, fmt: str, meta: ImageMeta, quality: int = 95) -> tuple[bytes, list[str]]:
@@ -142,14 +234,15 @@ def encode_image(pixels: np.ndarray, fmt: str, meta: ImageMeta, quality: int = 9
     warnings: list[str] = []
     pixels = np.ascontiguousarray(pixels)
     if fmt in ("JPEG", "BMP", "WEBP") and pixels.dtype == np.uint16:
-        pixels = ((pixels.astype(np.uint32) + 128) // 257).astype(np.uint8)
+        pixels = to_8bit(pixels)
         warnings.append(f"{fmt} cannot hold 16-bit samples: written as 8-bit")
     if fmt == "JPEG" and pixels.shape[2] in (2, 4):
         pixels = pixels[:, :, :-1] if pixels.shape[2] == 4 else pixels[:, :, :1]
         warnings.append("JPEG cannot hold transparency: alpha channel dropped")
     exif = _exif_upright(meta.exif)
     if fmt == "TIFF":
-        return _encode_tiff(pixels, meta, exif), warnings
+        data, w = _encode_tiff(pixels, meta, exif)
+        return data, warnings + w
     if fmt == "PNG" and pixels.dtype == np.uint16 and pixels.shape[2] != 1:
         import cv2
 
@@ -184,10 +277,13 @@ def encode_image(pixels: np.ndarray, fmt: str, meta: ImageMeta, quality: int = 9
     return buf.getvalue(), warnings
 
 
-def _encode_tiff(pixels: np.ndarray, meta: ImageMeta, exif: bytes | None) -> bytes:
-    """TIFF through tifffile: any bit depth and channel count, ICC (34675), XMP (700), resolution, and the EXIF
-    tags of the source's IFD0 / Exif IFD copied as TIFF tags tifffile can write."""
+def _encode_tiff(pixels: np.ndarray, meta: ImageMeta, exif: bytes | None) -> tuple[bytes, list[str]]:
+    """TIFF through tifffile (it keeps more than Pillow: any bit depth and channel count, deflate compression):
+    ICC (34675), XMP (700), resolution, the descriptive IFD0 tags of the source's EXIF (make, model, dates,
+    artist, copyright, software, IPTC, Photoshop resources) and its Exif and GPS sub-IFDs (``io.exif``)."""
     import tifffile
+
+    from facerest_cli.io.exif import add_exif_ifds, tiff_exif_tags
 
     c = pixels.shape[2]
     data = pixels[:, :, 0] if c == 1 else (pixels[:, :, ::-1] if c == 3 else pixels[:, :, [2, 1, 0, 3]] if c == 4 else pixels)
@@ -196,7 +292,8 @@ def _encode_tiff(pixels: np.ndarray, meta: ImageMeta, exif: bytes | None) -> byt
         extratags.append((34675, "B", len(meta.icc_profile), meta.icc_profile, True))
     if meta.xmp:
         extratags.append((700, "B", len(meta.xmp), meta.xmp, True))
-    extratags += _exif_as_tiff_tags(exif)
+    exif_tags, software = tiff_exif_tags(exif)
+    extratags += exif_tags
     kw: dict = {}
     if meta.dpi:
         kw["resolution"] = (meta.dpi[0], meta.dpi[1])
@@ -214,32 +311,10 @@ def _encode_tiff(pixels: np.ndarray, meta: ImageMeta, exif: bytes | None) -> byt
         compression="zlib",
         extratags=extratags,
         metadata=None,
+        software=software or False,  # the source's, never "tifffile.py"
         **kw,
     )
-    return buf.getvalue()
-
-
-# IFD0 tags worth carrying into a TIFF written by tifffile (which builds the structural tags itself).
-_TIFF_COPY_TAGS = {270: "s", 271: "s", 272: "s", 305: "s", 306: "s", 315: "s", 33432: "s"}
-
-
-def _exif_as_tiff_tags(exif: bytes | None) -> list[tuple]:
-    if not exif:
-        return []
-    from PIL import Image
-
-    try:
-        e = Image.Exif()
-        e.load(exif)
-    except Exception:  # noqa: BLE001
-        return []
-    tags = []
-    for tag, dtype in _TIFF_COPY_TAGS.items():
-        v = e.get(tag)
-        if isinstance(v, str) and v:
-            tags.append((tag, dtype, 0, v, True))
-    # The Exif sub-IFD (capture date, exposure, ...) cannot be written by tifffile; its date survives as 306.
-    return tags
+    return add_exif_ifds(buf.getvalue(), exif)
 
 
 class ImageSink:

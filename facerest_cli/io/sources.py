@@ -27,12 +27,15 @@ class InputItem:
 
 
 def classify(path: Path) -> Kind | None:
+    """By extension, corrected by the first 16 bytes: a video is found by its content (mis-named, or with an
+    unknown extension), a picture named like a video is an image."""
+    from facerest_cli.video.probe import sniff_kind
+
     ext = path.suffix.lower()
-    if ext in IMAGE_EXTENSIONS:
-        return "image"
-    if ext in VIDEO_EXTENSIONS:
-        return "video"
-    return None
+    by_ext: Kind | None = "image" if ext in IMAGE_EXTENSIONS else "video" if ext in VIDEO_EXTENSIONS else None
+    if not path.is_file():  # a FIFO would block the sniffing read forever; the decoder reports what it is
+        return by_ext
+    return sniff_kind(path, by_ext)  # type: ignore[return-value]
 
 
 def _is_within(path: Path, parent: Path) -> bool:
@@ -41,6 +44,11 @@ def _is_within(path: Path, parent: Path) -> bool:
         return True
     except ValueError:
         return False
+
+
+def _excluded(d: Path, excluded: list[Path]) -> bool:
+    real = Path(os.path.realpath(d))
+    return any(_is_within(Path(os.path.abspath(d)), e) or _is_within(real, e) for e in excluded)
 
 
 @dataclass(frozen=True)
@@ -56,7 +64,8 @@ def discover(inputs: Iterable[Path], exclude: Iterable[Path] = ()) -> tuple[list
     an unknown extension: decoding then reports why it is not usable). Inside folders only known extensions are
     taken, case-insensitively, in sorted order; hidden files and folders are ignored.
     """
-    excluded = [Path(os.path.abspath(p)) for p in exclude]
+    # By absolute and by resolved path: an output folder reached through a symbolic link is still excluded.
+    excluded = [Path(f(p)) for p in exclude for f in (os.path.abspath, os.path.realpath)]
     items: list[InputItem] = []
     skipped: list[Skipped] = []
     for raw in inputs:
@@ -69,7 +78,7 @@ def discover(inputs: Iterable[Path], exclude: Iterable[Path] = ()) -> tuple[list
                 here = Path(dirpath)
                 here_abs = Path(os.path.abspath(here))
                 dirnames[:] = sorted(
-                    d for d in dirnames if not any(_is_within(here_abs / d, e) for e in excluded) and not d.startswith(".")
+                    d for d in dirnames if not d.startswith(".") and not _excluded(here_abs / d, excluded)
                 )
                 # A directory named like an image (x.jpg/) is walked as a folder, never taken as a file.
                 for name in sorted(filenames):

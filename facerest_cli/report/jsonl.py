@@ -7,7 +7,6 @@ most a torn last line, which readers skip (``read_records``) and ``--resume`` tr
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Iterator
@@ -26,15 +25,15 @@ class ReportWriter:
     def __init__(self, path: Path, append: bool = False):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._f = open(self.path, "ab" if append else "wb")
+        self._f = open(self.path, "ab" if append else "wb", buffering=0)  # unbuffered: a failed append is cut back
 
     def write(self, records: list[FaceRecord]) -> None:
         if not records:
             return
         data = "".join(record_to_json(r) + "\n" for r in records).encode("utf-8")
-        self._f.write(data)
-        self._f.flush()
-        os.fsync(self._f.fileno())
+        from facerest_cli.io.sinks import durable_append  # ENOSPC -> DiskFullError, no torn line left
+
+        durable_append(self._f, data, self.path)
 
     def close(self) -> None:
         if not self._f.closed:

@@ -27,6 +27,7 @@ def build_summary(result: Any, options: dict, extra: dict | None = None) -> dict
         "warnings": result.warnings,
         "options": options,
     }
+    d.update(getattr(result, "extra", None) or {})  # batch stages' summaries, resume counts, out-of-memory notes
     if extra:
         d.update(extra)
     return d

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from facerest_cli.errors import UsageError
+from facerest_cli.errors import FacerestError, UsageError
 from facerest_cli.restore.base import Restorer
 
 
@@ -61,6 +61,9 @@ class RestoreRuntime:
             raise UsageError(f"--precision {precision} needs a GPU (--device cuda); use fp32 on CPU")
         self.precision = precision
         self.calls = 0
+        self.max_batch: int | None = None  # lowered when the device runs out of memory
+        self.oom_events = 0
+        self.last_notes: list[str] = []  # what the last ``restore`` call had to do (the report notes it per face)
 
     def _autocast(self):
         import contextlib
@@ -73,10 +76,50 @@ class RestoreRuntime:
         return torch.autocast(device_type=self.device.type, dtype=dtype)
 
     def restore(self, crops: Sequence[np.ndarray], strengths: Sequence[float], prior: Any | None = None) -> np.ndarray:
-        import torch
-
+        """Restore a batch. If the device runs out of memory the batch is halved and retried (down to one crop),
+        and later batches stay at the size that fitted; ``last_notes`` says so."""
+        self.last_notes = []
         if not len(crops):
             return np.zeros((0, self.restorer.size, self.restorer.size, 3), np.float32)
+        return self._restore_fitting(list(crops), list(strengths), prior)
+
+    def _restore_fitting(self, crops: list[np.ndarray], strengths: list[float], prior: Any | None) -> np.ndarray:
+        import torch
+
+        n = len(crops)
+        limit = self.max_batch or n
+        if n > limit:
+            parts = [self._restore_fitting(crops[i : i + limit], strengths[i : i + limit], _part(prior, i, i + limit))
+                     for i in range(0, n, limit)]
+            return np.concatenate(parts)
+        try:
+            return self._restore_batch(crops, strengths, prior)
+        except torch.OutOfMemoryError:  # torch.cuda.OutOfMemoryError is the same class
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            if n == 1:
+                raise FacerestError(
+                    f"out of {self.device.type} memory restoring a single face crop with {self.restorer.name}; try "
+                    "--precision fp16, a smaller restorer or --device cpu"
+                ) from None
+            half = (n + 1) // 2
+            self.max_batch = half
+            self.oom_events += 1
+            self.last_notes.append(f"{self.device.type} out of memory with a batch of {n}: halved to {half} and retried")
+            return np.concatenate([
+                self._restore_fitting(crops[:half], strengths[:half], _part(prior, 0, half)),
+                self._restore_fitting(crops[half:], strengths[half:], _part(prior, half, n)),
+            ])
+
+    def summary(self) -> dict:
+        """For summary.json: only present when memory ran out."""
+        if not self.oom_events:
+            return {}
+        return {"restore_out_of_memory": {"events": self.oom_events, "batch_size_after": self.max_batch}}
+
+    def _restore_batch(self, crops: list[np.ndarray], strengths: list[float], prior: Any | None) -> np.ndarray:
+        import torch
+
         batch = np.stack(crops)  # (N, S, S, 3) BGR
         maxval = 65535.0 if batch.dtype == np.uint16 else 255.0
         if batch.dtype == np.uint16:
@@ -94,3 +137,8 @@ class RestoreRuntime:
             out = out.flip(1).permute(0, 2, 3, 1).contiguous().cpu().numpy()
         self.calls += 1
         return out
+
+
+def _part(prior: Any | None, a: int, b: int) -> Any | None:
+    """Faces ``a:b`` of a per-face prior (a list, tensor or array), or None."""
+    return None if prior is None else prior[a:b]

@@ -66,3 +66,35 @@ def test_gray_faces_stay_gray_with_a_real_restorer(tmp_path):
         inp = cv2.imread(str(src), cv2.IMREAD_GRAYSCALE)
         gray_out = out if out.ndim == 2 else out[..., 0]
         assert np.abs(gray_out.astype(int) - inp.astype(int)).mean() > 2, "the restorer did not change the face"
+
+
+def _install_sgpn_with_d3dfr(tmp: Path) -> None:
+    from facerest_cli.weights.cache import WeightsConfig, WeightsStore
+
+    install_standin("sgpn", "sgpn", tmp)
+    ckpt = write_official_checkpoint("deep3dfacerecon_resnet50", tmp / "epoch_20.pth")
+    res = WeightsStore(WeightsConfig.from_env()).import_paths([ckpt], as_name="d3dfr", file="epoch_20.pth", trust=True,
+                                                             warn=lambda m: None)
+    assert [r.action for r in res] == ["installed"]
+
+
+def test_sgpn_without_bfm09_exits_with_where_to_get_it(tmp_path):
+    from facerest_cli.errors import WeightsError
+
+    _install_sgpn_with_d3dfr(tmp_path)
+    with pytest.raises(WeightsError, match="(?i)basel") as e:
+        run_images(shared_file("images", "codeformer", "whole_imgs", "04.jpg"), tmp_path / "out", restorer_name="sgpn")
+    assert e.value.exit_code == 2
+    assert not (tmp_path / "out" / "04.jpg").exists()
+
+
+def test_sgpn_runs_end_to_end_with_the_mean_face_render(tmp_path):
+    _install_sgpn_with_d3dfr(tmp_path)
+    src = shared_file("images", "codeformer", "whole_imgs", "04.jpg")
+    res = run_images(src, tmp_path / "out", restorer_name="sgpn", sgpn_render="mean-face", save_crops=True)
+    assert res.failed == [] and res.processed == 1 and res.faces == 1
+    rec = read_jsonl(tmp_path / "out" / "report.jsonl")[0]
+    assert rec["restorer"] == "sgpn"
+    assert any("mean-face" in n for n in rec.get("notes", [])), rec.get("notes")
+    restored, crop_in = cv2.imread(rec["restored_crop"]), cv2.imread(rec["input_crop"])
+    assert np.abs(restored.astype(int) - crop_in.astype(int)).mean() > 2
