@@ -4,6 +4,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH_VERSION ?= 2.13.0
 export FACEREST_WEIGHTS_DIR ?= $(abspath ../shared/weights)
+# apt needs root: use sudo when not root (CI images run as root).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: install browser test test-fast clean
 
@@ -18,7 +20,7 @@ install:
 # Headless Chromium + chromedriver for the contact-sheet test (pytest -m browser); Debian packages, run as root.
 browser:
 	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then echo "chromium: already installed"; else \
-	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium chromium-driver \
+	  $(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends chromium chromium-driver \
 	  || { echo "make browser: apt-get could not install chromium and chromium-driver" >&2; exit 1; }; fi
 
 test:
