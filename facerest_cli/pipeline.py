@@ -530,7 +530,8 @@ class Pipeline:
             if todo:
                 batch = [todo.popleft() for _ in range(min(bs, len(todo)))]
                 for st in self.stages:
-                    st.before_restore(batch)
+                    with self.clock.timed(st.name):
+                        st.before_restore(batch)
                 with self.clock.timed("restore"):
                     priors = [j.frame.priors[j.i] for j in batch] if self.runtime.restorer.needs_prior else None
                     out = self.runtime.restore([j.crop for j in batch], [j.strength for j in batch], prior=priors)
@@ -539,7 +540,8 @@ class Pipeline:
                     j.record.notes.extend(self.runtime.last_notes)  # e.g. out of memory: batch halved
                 retry: list[FaceJob] = []
                 for st in self.stages:
-                    retry += st.after_restore(batch)
+                    with self.clock.timed(st.name):
+                        retry += st.after_restore(batch)
                 for j in reversed(retry):
                     j.attempt += 1
                     j.frame.restored[j.i] = None
