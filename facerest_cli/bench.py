@@ -93,7 +93,6 @@ def bench_restorer(weights: WeightsConfig, *, restorer: str, batches: list[int],
                    iters: int, path: Path | None = None, random_weights: bool = False) -> dict:
     """The restorer alone on real aligned face crops: batched (each batch size x precision) against the
     official-style loop (one face at a time, fp32, no batching), in the same process, on the same faces."""
-    import numpy as np
     import torch
 
     from facerest_cli.restore.networks import NetworkRestorer, build_network_restorer

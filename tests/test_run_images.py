@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import read_jsonl, run_cli, run_images, shared_file
+from tests.doubles import CountingRestorer
 
 SOLVAY_DIR = Path("gpen/imgs")
 
@@ -167,22 +167,6 @@ def test_bad_files_are_reported_and_the_rest_done(tmp_path):
         assert len(lines) == 1, f"expected one stderr line naming {name}: {proc.stderr}"
     assert summary["processed"] == 1 and summary["faces"] == 6
     assert sorted(p.name for p in out.iterdir() if p.suffix in (".jpg", ".png")) == ["good.jpg"]
-
-
-class CountingRestorer:
-    """Passthrough that records the batch size of every call."""
-
-    name = "counting"
-    size = 512
-    template = "ffhq512"
-    needs_prior = False
-
-    def __init__(self):
-        self.calls: list[int] = []
-
-    def __call__(self, faces, prior=None):
-        self.calls.append(int(faces.shape[0]))
-        return faces
 
 
 def test_restorer_gets_multi_face_batches(tmp_path):

@@ -59,35 +59,13 @@ def is_inside(path: Path | str, root: Path | str) -> bool:
     return os.path.commonpath([real, base]) == base
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via temp file + fsync + rename; ENOSPC becomes ``DiskFullError``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = _create_temp(path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        if is_disk_full(e):
-            raise disk_full(path) from None
-        raise
-    _fsync_dir(path.parent)
-
-
 @contextlib.contextmanager
 def atomic_open(path: Path) -> Iterator[BinaryIO]:
     """``with atomic_open(p) as f: f.write(...)``: streamed version of ``atomic_write_bytes`` (same temp naming,
     fsync, rename; nothing at ``path`` changes if the block raises)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = _create_temp(path.parent)
+    fd, tmp = create_temp(path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             yield f
@@ -102,7 +80,13 @@ def atomic_open(path: Path) -> Iterator[BinaryIO]:
         if is_disk_full(e):
             raise disk_full(path) from None
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via temp file + fsync + rename; ENOSPC becomes ``DiskFullError``."""
+    with atomic_open(path) as f:
+        f.write(data)
 
 
 def durable_append(f: BinaryIO, data: bytes, path: Path | str) -> None:
@@ -138,7 +122,7 @@ def disk_full(path: Path | str) -> DiskFullError:
     )
 
 
-def _create_temp(directory: Path) -> tuple[int, str]:
+def create_temp(directory: Path) -> tuple[int, str]:
     """A new hidden temp file in ``directory``, created with mode 0o666 so the umask applies (mkstemp's 0o600
     would leave every output unreadable to the user's group)."""
     for _ in range(100):
@@ -150,7 +134,7 @@ def _create_temp(directory: Path) -> tuple[int, str]:
     raise FileExistsError(f"could not create a temporary file in {directory}")
 
 
-def _fsync_dir(d: Path) -> None:
+def fsync_dir(d: Path) -> None:
     try:
         fd = os.open(d, os.O_RDONLY)
     except OSError:

@@ -16,14 +16,13 @@ from __future__ import annotations
 import errno
 import math
 import os
-import secrets
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
 from facerest_cli.errors import DiskFullError, InputError
-from facerest_cli.io.sinks import TEMP_PREFIX, TEMP_SUFFIX
+from facerest_cli.io.sinks import create_temp, fsync_dir
 from facerest_cli.video.color import ColorTags, bgr_to_frame
 from facerest_cli.video.probe import VideoInfo, ffmpeg_reason, open_input
 
@@ -61,7 +60,7 @@ class VideoSink:
         self._tags: ColorTags | None = None
         self._vs = None
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = _new_temp(self.path.parent)
+        self._tmp = _new_temp_path(self.path.parent)
         ext = self.path.suffix.lower().lstrip(".")
         try:
             self._out = av.open(str(self._tmp), "w", format=MUXERS.get(ext, "matroska"))
@@ -182,7 +181,7 @@ class VideoSink:
             with open(self._tmp, "rb+") as f:
                 os.fsync(f.fileno())
             os.replace(self._tmp, self.path)
-            _fsync_dir(self.path.parent)
+            fsync_dir(self.path.parent)
         except (av.error.FFmpegError, OSError) as e:
             self.abort()
             raise self._error(e, "finishing the video failed") from None
@@ -220,32 +219,6 @@ class VideoSink:
     @property
     def finished(self) -> bool:
         return self._closed and not self._tmp.exists()
-
-
-def _new_temp(directory: Path) -> Path:
-    """A new hidden temp file beside the output (mode 0o666 so the umask applies, like every facerest output)."""
-    for _ in range(100):
-        p = directory / f"{TEMP_PREFIX}{secrets.token_hex(6)}{TEMP_SUFFIX}"
-        try:
-            os.close(os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-            return p
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"could not create a temporary file in {directory}")
-
-
-def _fsync_dir(d: Path) -> None:
-    """Make the rename durable (best effort: some file systems cannot fsync a directory)."""
-    try:
-        fd = os.open(d, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _frame_seconds(timing) -> float:
@@ -512,3 +485,11 @@ def _codec_name(s) -> str:
         return s.codec.name
     except Exception:  # noqa: BLE001
         return "unknown codec"
+
+
+def _new_temp_path(directory: Path) -> Path:
+    """A new hidden temp file beside the output, named like every facerest temp file (so a resumed run cleans up
+    after a killed one); the encoder reopens it by name."""
+    fd, name = create_temp(directory)
+    os.close(fd)
+    return Path(name)

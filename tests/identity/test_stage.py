@@ -11,23 +11,18 @@ import numpy as np
 import pytest
 
 from tests.conftest import WEIGHTS, read_jsonl, run_cli, run_images, shared_file
+from tests.doubles import CountingRestorer
 
 
-class BlurRestorer:
+class BlurRestorer(CountingRestorer):
     """Test restorer: Gaussian blur (sigma 6 crop pixels) of every crop; records its batch sizes."""
 
     name = "blur-6"
-    size = 512
-    template = "ffhq512"
-    needs_prior = False
-
-    def __init__(self):
-        self.calls: list[int] = []
 
     def __call__(self, faces, prior=None):
         import torch
 
-        self.calls.append(int(faces.shape[0]))
+        super().__call__(faces)
         x = faces.permute(0, 2, 3, 1).float().cpu().numpy()
         y = np.stack([cv2.GaussianBlur(f, (0, 0), 6.0) for f in x])
         return torch.from_numpy(y).permute(0, 3, 1, 2).to(faces.device)

@@ -17,10 +17,9 @@ from pathlib import Path
 from typing import Callable, Mapping
 
 import numpy as np
-import pytest
 import torch
 
-from tests.conftest import FORMATS, shared_file
+from tests.conftest import shared_file
 
 
 def make_checkpoint_module():

@@ -7,7 +7,6 @@ import math
 
 import cv2
 import numpy as np
-import pytest
 import torch
 
 from facerest_cli.models.retinaface import (

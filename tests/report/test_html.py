@@ -6,13 +6,11 @@ import json
 import re
 import shutil
 import time
-from pathlib import Path
 from urllib.parse import unquote
 
 import cv2
 
 from tests.conftest import read_jsonl, run_cli
-from tests.report.conftest import FLAG_BELOW
 
 
 def _data(html: str) -> dict:

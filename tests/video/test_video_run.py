@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import read_jsonl, run_cli, run_images, shared_file
+from tests.doubles import CountingRestorer
 from tests.video.conftest import describe, fast, stream_packets, video_frames
 
 
@@ -118,26 +119,12 @@ def test_acceptance2_vfr_keeps_every_timestamp(tmp_path, face):
     assert stream_packets(tmp_path / "out" / "vfr.mp4", "audio") == stream_packets(clip, "audio")
 
 
-class CountingRestorer:
-    name = "counting"
-    size = 256
-    template = "ffhq512"
-    needs_prior = False
-
-    def __init__(self):
-        self.calls: list[int] = []
-
-    def __call__(self, faces, prior=None):
-        self.calls.append(int(faces.shape[0]))
-        return faces
-
-
 def test_faces_of_consecutive_frames_share_restorer_batches(tmp_path, face):
     from facerest_cli.video.synth import make_clip
 
     clip = tmp_path / "b.mp4"
     make_clip(clip, face, frames=20, audio_hz=None, no_face=[(8, 11)])
-    r = CountingRestorer()
+    r = CountingRestorer(size=256)
     res = run_images(clip, tmp_path / "out", restorer=r, batch_size=8, **fast())
     assert res.faces == 17 and res.frames == 20
     assert r.calls == [8, 8, 1]
