@@ -156,8 +156,11 @@ def test_importing_the_cli_opens_no_socket_and_loads_no_torch():
         "import socket, sys\n"
         "def refuse(*a, **k): raise SystemExit('network used at import time')\n"
         "socket.socket.connect = refuse; socket.create_connection = refuse; socket.getaddrinfo = refuse\n"
+        "import facerest_cli\n"
+        "assert 'torch' not in sys.modules and 'cv2' not in sys.modules, 'import facerest_cli is not light'\n"
         "import facerest_cli.cli, facerest_cli.weights.cache, facerest_cli.weights.download\n"
         "assert 'torch' not in sys.modules, 'torch imported'\n"
+        "assert 'cv2' not in sys.modules, 'cv2 imported'\n"
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
