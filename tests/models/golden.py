@@ -61,6 +61,18 @@ def assert_state_dict_matches_manifest(module: torch.nn.Module, name: str) -> No
     assert not bad, f"shape/dtype differ: {bad[:5]}"
 
 
+def assert_fixed_buffers_match(module: torch.nn.Module, name: str) -> None:
+    """State dict in the official order (fixed buffers included), and the architecture-built fixed buffers (the
+    upfirdn2d blur kernels) equal to the manifest's ``fixed_values``."""
+    m = manifest(name)
+    sd = module.state_dict()
+    assert list(sd) == [row[0] for row in m["tensors"]]
+    fixed = [row[0] for row in m["tensors"] if len(row) > 4 and row[4].get("fixed")]
+    assert fixed and sorted(fixed) == sorted(m["fixed_values"])
+    for key in fixed:
+        assert torch.equal(sd[key], torch.tensor(m["fixed_values"][key], dtype=torch.float32)), key
+
+
 def write_official_checkpoint(name: str, path: Path, seed: int = 0) -> Path:
     obj, _ = make_checkpoint_module().official_file_dict(manifest(name), seed, include_fixed=True)
     torch.save(obj, path)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.models.golden import manifest, run_equivalence
+from tests.models.golden import assert_fixed_buffers_match, manifest, run_equivalence
 
 
 def _randomised(net: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
@@ -36,13 +36,8 @@ def test_gpen_bfr_512_matches_official_golden(tmp_path):
 def test_blur_kernels_are_the_official_fixed_buffers():
     from facerest_cli.models.gpen import gpen_bfr_512
 
-    m = manifest("gpen_bfr_512")
-    sd = gpen_bfr_512().state_dict()
-    assert list(sd) == [row[0] for row in m["tensors"]]  # official order, fixed buffers included
-    fixed = [row[0] for row in m["tensors"] if len(row) > 4 and row[4].get("fixed")]
-    assert sorted(fixed) == sorted(m["fixed_values"]) and len(fixed) == 21
-    for key in fixed:
-        assert torch.equal(sd[key], torch.tensor(m["fixed_values"][key], dtype=torch.float32)), key
+    assert_fixed_buffers_match(gpen_bfr_512(), "gpen_bfr_512")
+    assert len(manifest("gpen_bfr_512")["fixed_values"]) == 21
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.models.golden import manifest, run_equivalence
+from tests.models.golden import assert_fixed_buffers_match, manifest, run_equivalence
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -29,13 +29,8 @@ def test_sgpn_matches_official_golden(tmp_path):
 def test_blur_kernels_are_the_official_fixed_buffers():
     from facerest_cli.models.sgpn import sgpn
 
-    m = manifest("sgpn")
-    sd = sgpn().state_dict()
-    assert list(sd) == [row[0] for row in m["tensors"]]  # official order, fixed buffers included
-    fixed = [row[0] for row in m["tensors"] if len(row) > 4 and row[4].get("fixed")]
-    assert sorted(fixed) == sorted(m["fixed_values"]) and len(fixed) == 21
-    for key in fixed:
-        assert torch.equal(sd[key], torch.tensor(m["fixed_values"][key], dtype=torch.float32)), key
+    assert_fixed_buffers_match(sgpn(), "sgpn")
+    assert len(manifest("sgpn")["fixed_values"]) == 21
 
 
 @pytest.fixture(scope="module")
