@@ -69,11 +69,11 @@ def run_job(
     manifest = RunManifest(cfg)  # which inputs are done: --resume / --skip-existing
     pipeline = Pipeline(cfg, preparer, runtime, stages=stages, video=video, events=events,
                         error_log=_error_logger(out_dir / "errors.log"), on_input_done=manifest.input_done)
-    pipeline.plan_outputs(items)  # an output that would be an input: exit 2 before anything is written
+    plan = pipeline.plan_outputs(items)  # an output that would be an input: exit 2 before anything is written
     manifest.acquire()  # output folder lock, temp files of a killed run
     failing = False
     try:
-        result = pipeline.run(manifest.todo(items), skipped)
+        result = pipeline.run(manifest.todo(items), skipped, plan)
     except BaseException as e:
         failing = True
         pipeline.result.status = "interrupted" if isinstance(e, KeyboardInterrupt) else f"stopped: {e}"

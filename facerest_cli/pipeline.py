@@ -346,11 +346,13 @@ class Pipeline:
 
     # ------------------------------------------------------------------------------------------------- run
 
-    def run(self, items: Sequence[InputItem], skipped: Sequence[Skipped] = ()) -> RunResult:
+    def run(self, items: Sequence[InputItem], skipped: Sequence[Skipped] = (),
+            plan: dict[Path, Path | InputError] | None = None) -> RunResult:
+        """Process ``items``; ``plan`` is ``plan_outputs`` of them (or of a superset) when the caller made it."""
         t0 = time.perf_counter()
         result = self.result = RunResult(seen=len(items))
         result.skipped = [Failure(str(s.path), s.reason) for s in skipped]
-        plan = self.plan_outputs(items)
+        plan = self.plan_outputs(items) if plan is None else plan
         cfg = self.cfg
         cfg.output.out_dir.mkdir(parents=True, exist_ok=True)
         self.events.start(len(items))

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import torch
 
-from facerest_cli.prior.render import Cameras, Meshes, RenderOutput
 from facerest_cli.prior.render.raster import Fragments
-from facerest_cli.prior.render.shading import shade_fragments
+from facerest_cli.prior.render.shading import TorchRenderer
 
 
 def to_ndc(screen: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -52,12 +51,8 @@ def rasterize_p3d(screen: torch.Tensor, faces: torch.Tensor, size: tuple[int, in
     return Fragments(local, zbuf[..., 0], bary[..., 0, :])
 
 
-class Pytorch3dRenderer:
-    name = "pytorch3d"
+class Pytorch3dRenderer(TorchRenderer):
+    """PyTorch3D's rasterizer with the built-in shader."""
 
-    def render(self, meshes: Meshes, cameras: Cameras, size: tuple[int, int], *, shade: bool = True,
-               cull_backfaces: bool = False) -> RenderOutput:
-        screen = cameras.screen(meshes.verts.to(torch.float32))
-        frags = rasterize_p3d(screen, meshes.faces, size, perspective_correct=cameras.perspective,
-                              cull_backfaces=cull_backfaces)
-        return RenderOutput(images=shade_fragments(frags, meshes, shade=shade), depth=frags.zbuf, mask=frags.mask)
+    name = "pytorch3d"
+    _rasterize = staticmethod(rasterize_p3d)

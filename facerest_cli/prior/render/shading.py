@@ -53,10 +53,12 @@ class TorchRenderer:
     """The built-in backend: ``raster.rasterize`` + ``shade``."""
 
     name = "torch"
+    # The one thing a backend swaps: the rasterizer (same Fragments out, same shader after it).
+    _rasterize = staticmethod(rasterize)
 
     def render(self, meshes: Meshes, cameras: Cameras, size: tuple[int, int], *, shade: bool = True,
                cull_backfaces: bool = False) -> RenderOutput:
         screen = cameras.screen(meshes.verts.to(torch.float32))
-        frags = rasterize(screen, meshes.faces, size, perspective_correct=cameras.perspective,
-                          cull_backfaces=cull_backfaces)
+        frags = self._rasterize(screen, meshes.faces, size, perspective_correct=cameras.perspective,
+                                cull_backfaces=cull_backfaces)
         return RenderOutput(images=shade_fragments(frags, meshes, shade=shade), depth=frags.zbuf, mask=frags.mask)
