@@ -4,14 +4,12 @@ socket (acceptance 3), list/verify/path/remove, user-pinned imports, and an impo
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import subprocess
 import sys
 import time
 
-import pytest
 from typer.testing import CliRunner
 
 from facerest_cli.cli import app
@@ -72,10 +70,6 @@ def test_fetch_offline_exits_2_fast_with_the_import_command_and_no_socket(no_net
     assert elapsed < 2.0 and no_network == []
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("facerest_cli.cli.run") is None,
-    reason="acceptance 3 at the `facerest run` level: facerest_cli/cli/run.py does not exist yet",
-)
 def test_run_offline_with_a_missing_restorer_exits_2_fast_and_opens_no_socket(tmp_path, no_network):
     image = shared_file("images", "gfpgan", "cropped_faces", "Adele_crop.png")
     t0 = time.monotonic()
