@@ -1,4 +1,5 @@
 # Set-up and tests. torch is installed first, pinned, so pip never pulls the multi-GB CUDA build.
+# `make install` needs no root (a laptop, macOS); `make test` also installs what only the tests need.
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -15,17 +16,20 @@ install:
 	$(BIN)/pip install "torch==$(TORCH_VERSION)"
 	echo "torch==$(TORCH_VERSION)" > $(VENV)/constraints.txt
 	$(BIN)/pip install -c $(VENV)/constraints.txt -e ".[dev]"
-	$(MAKE) browser
+	@echo "facerest is installed: $(BIN)/facerest --help"
+	@echo "The tests (make test) also need ../shared beside this folder and, for the contact-sheet browser test,"
+	@echo "Chromium + chromedriver: make test installs Debian's chromium and chromium-driver when they are missing."
 
-# Headless Chromium + chromedriver for the contact-sheet test (pytest -m browser); Debian packages, run as root.
+# Headless Chromium + chromedriver for the contact-sheet test (pytest -m browser): Debian packages, needs root/sudo.
 browser:
-	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then echo "chromium: already installed"; else \
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then echo "chromium: already installed"; else \
 	  $(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends chromium chromium-driver \
-	  || { echo "make browser: apt-get could not install chromium and chromium-driver" >&2; exit 1; }; fi
+	  || { echo "make browser: apt-get could not install chromium and chromium-driver (needed by tests/report/test_browser.py)" >&2; exit 1; }; fi
 
-test:
+test: browser
 	$(BIN)/python -m pytest
 
+# Everything but the slow tests (SIGKILL/crash runs, long videos, the 100 MP scan): a quick check while working.
 test-fast:
 	$(BIN)/python -m pytest -m "not slow"
 

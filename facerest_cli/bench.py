@@ -6,7 +6,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from facerest_cli.config import DetectConfig, OutputConfig, RestoreConfig, RunConfig
+from facerest_cli.config import DetectConfig, EngineConfig, OutputConfig, RestoreConfig, RunConfig
 from facerest_cli.pipeline import STAGES
 from facerest_cli.weights.cache import WeightsConfig
 
@@ -40,13 +40,116 @@ def bench_pipeline(path: Path, weights: WeightsConfig, *, restorer: str, detecto
     wall = best.wall_time_s
     rows.append({"stage": "end to end", "seconds": round(wall, 4),
                  "images/s": round(best.processed / wall, 2), "faces/s": round(best.faces / wall, 2)})
-    if best.extra.get("videos"):  # video inputs: frames/s per stage and end to end too
+    if "videos" in best.summaries:  # video inputs: frames/s per stage and end to end too
         for r in rows:
             sec = r["seconds"]
             r["frames/s"] = round(best.frames / sec, 2) if sec > 0 else None
+    det = _detect_against_single_pass(path, weights, detector, device, best.stage_seconds.get("detect", 0.0), wall, rows)
     return {"bench": "pipeline", "path": str(path), "restorer": restorer, "detector": detector, "device": device,
             "batch_size": batch_size, "images": best.processed, "frames": best.frames, "faces": best.faces,
-            "restore_calls": best.restore_calls, "failed": len(best.failed), "rows": rows}
+            "restore_calls": best.restore_calls, "failed": len(best.failed), **det, "rows": rows}
+
+
+class _Clock:
+    """Events that note when each input finished (the first output's latency shows start-up: model loading, and
+    for Ray starting the actor pools, which it does inside its run; the local engine loads before its clock)."""
+
+    def __init__(self) -> None:
+        self.done: list[float] = []
+
+    def start(self, total: int) -> None:
+        pass
+
+    def image_done(self, path: Path, n_faces: int) -> None:
+        self.done.append(time.perf_counter())
+
+    def image_failed(self, path: Path, error: str) -> None:
+        pass
+
+    def frame_done(self, path: Path, index: int, total: int | None) -> None:
+        pass
+
+    @property
+    def first(self) -> float:
+        return min(self.done)
+
+
+def bench_engines(path: Path, weights: WeightsConfig, *, engines: list[str], restorer: str, detector: str,
+                  batch_size: int, device: str, precision: str, repeat: int = 1, ray_address: str | None = None,
+                  ray_prep: list[int] | None = None, extra: dict | None = None) -> dict:
+    """``facerest run`` on ``path`` with each engine (Ray once per prep-actor count in ``ray_prep``; 0 = its
+    default), side by side: images/s and faces/s end to end, seconds to the first output, the ratio to local.
+    ``extra``: more RunConfig fields (e.g. ``prior``, ``identity``) for every run."""
+    from facerest_cli.job import run_job
+
+    runs = [("local", 0)] if "local" in engines else []
+    runs += [("ray", p) for p in (ray_prep or [0])] if "ray" in engines else []
+    unknown = set(engines) - {"local", "ray"}
+    if unknown:
+        raise ValueError(f"unknown engine(s) {', '.join(sorted(unknown))}: choose local and/or ray")
+    rows, stages, ray_info = [], {}, {}
+    for engine, prep in runs:
+        best = clock = None
+        for _ in range(repeat):
+            with tempfile.TemporaryDirectory(prefix="facerest-bench-") as tmp:
+                cfg = RunConfig(
+                    inputs=(Path(path),),
+                    detect=DetectConfig(detector=detector),
+                    restore=RestoreConfig(restorer=restorer, device=device, precision=precision, batch_size=batch_size),
+                    output=OutputConfig(out_dir=Path(tmp) / "out"),
+                    engine=EngineConfig(kind=engine, ray_address=ray_address, ray_prep=prep),
+                    quiet=True,
+                    **(extra or {}),
+                )
+                c = _Clock()
+                t_start = time.perf_counter()
+                r = run_job(cfg, weights, events=c)
+            if best is None or r.wall_time_s < best.wall_time_s:
+                best, clock = r, c
+        assert best is not None and clock is not None
+        name = engine if engine == "local" else f"ray, {best.summaries['ray'].pools['prep']} prep"
+        wall = best.wall_time_s
+        rows.append({"engine": name, "images": best.processed, "faces": best.faces, "seconds": round(wall, 3),
+                     "images/s": round(best.processed / wall, 3), "faces/s": round(best.faces / wall, 3),
+                     "first output s": round(clock.first - t_start, 3) if clock.done else None})
+        stages[name] = {k: round(v, 3) for k, v in best.stage_seconds.items() if v}
+        if engine == "ray":
+            s = best.summaries["ray"]
+            ray_info[name] = {"pools": s.pools, "object_store": s.object_store, "cluster": s.cluster}
+    base = next((r for r in rows if r["engine"] == "local"), None)
+    for r in rows:
+        r["x local"] = round(r["images/s"] / base["images/s"], 2) if base is not None and base["images/s"] else None
+    return {"bench": "engines", "path": str(path), "restorer": restorer, "detector": detector, "device": device,
+            "batch_size": batch_size, "rows": rows, "stage_seconds": stages, "ray": ray_info}
+
+
+def _detect_against_single_pass(path: Path, weights: WeightsConfig, detector: str, device: str, detect_s: float,
+                                wall: float, rows: list[dict]) -> dict:
+    """Detection share of end to end, and detection timed against the single YuNet pass at <= 2048 px it was
+    before issue 12 (same images, same process; one row added)."""
+    from facerest_cli.detect.timing import compare
+    from facerest_cli.restore.runtime import resolve_device
+
+    t = compare([Path(path)], weights, DetectConfig(detector=detector), resolve_device(device))
+    if not t.images:
+        return {}
+    rows.insert(-1, {"stage": "detect, single pass (yunet <= 2048)", "seconds": round(t.legacy_seconds, 4),
+                     "images/s": round(t.images / t.legacy_seconds, 2) if t.legacy_seconds > 0 else None, "faces/s": None})
+    return {"detect_share": round(detect_s / wall, 3) if wall > 0 else None,
+            "detect_vs_single_pass": round(t.ratio, 2)}
+
+
+def bench_eval(path: Path, weights: WeightsConfig, *, metrics: list[str], device: str, batch_size: int) -> dict:
+    """``facerest bench --stage eval PATH``: images/s of each ``facerest eval`` metric group over ``path``
+    (aligned 512 faces, scored against themselves; ``facerest_cli.metrics.bench``). Groups whose weights are
+    missing are listed in ``skipped`` with their fetch command."""
+    from facerest_cli.metrics.bench import bench_eval as run
+    from facerest_cli.restore.runtime import resolve_device
+    from facerest_cli.weights.cache import WeightsStore
+
+    res = run(path, metrics or ["all"], device=resolve_device(device), batch_size=batch_size,
+              store=WeightsStore(weights))
+    return {"bench": "eval", **res}
 
 
 def print_table(console, result: dict) -> None:
@@ -57,7 +160,7 @@ def print_table(console, result: dict) -> None:
     rows = result["rows"]
     cols = list(rows[0]) if rows else []
     for c in cols:
-        table.add_column(c, justify="left" if c in ("stage", "mode", "restorer") else "right")
+        table.add_column(c, justify="left" if c in ("stage", "mode", "restorer", "metric") else "right")
     for r in rows:
         table.add_row(*("-" if r.get(c) is None else str(r.get(c)) for c in cols))
     console.print(table)
@@ -90,29 +193,40 @@ RESTORER_GFLOP = {
 
 
 def bench_restorer(weights: WeightsConfig, *, restorer: str, batches: list[int], precisions: list[str], device: str,
-                   iters: int, path: Path | None = None, random_weights: bool = False) -> dict:
+                   iters: int, path: Path | None = None, random_weights: bool = False,
+                   backends: list[str] | None = None) -> dict:
     """The restorer alone on real aligned face crops: batched (each batch size x precision) against the
-    official-style loop (one face at a time, fp32, no batching), in the same process, on the same faces."""
+    official-style loop (one face at a time, fp32, no batching), in the same process, on the same faces.
+    ``backends`` (CPU): compare torch and OpenVINO side by side instead (``facerest_cli.backend.bench``)."""
+    if backends:
+        from facerest_cli.backend.bench import bench_backends
+
+        if device not in ("auto", "cpu"):
+            raise ValueError("--backend compares CPU backends; use --device cpu")
+        return bench_backends(weights, restorer=restorer, backends=backends, precisions=precisions,
+                              batches=batches, iters=iters, path=path, random_weights=random_weights)
     import torch
 
+    from facerest_cli.models.registry import arch_spec
+    from facerest_cli.registry import Execution, from_network, names
     from facerest_cli.restore.networks import NetworkRestorer, build_network_restorer
-    from facerest_cli.restore.registry import NETWORK_RESTORERS
     from facerest_cli.restore.runtime import RestoreRuntime, resolve_device
     from facerest_cli.weights.cache import WeightsStore
 
-    if restorer not in NETWORK_RESTORERS or restorer == "sgpn":
-        raise ValueError(f"--stage restorer benchmarks one of {', '.join(r for r in NETWORK_RESTORERS if r != 'sgpn')}")
     dev = resolve_device(device)
     store = WeightsStore(weights)
+    choices = [r for r in names("restorer", store.registry) if r != "sgpn"]
+    if restorer not in choices:
+        raise ValueError(f"--stage restorer benchmarks one of {', '.join(choices)}")
 
     def make(precision: str) -> NetworkRestorer:
         cfg = RestoreConfig(restorer=restorer, device=dev, precision=precision)
+        execution = Execution(device=dev, backend="torch", precision=precision)
         if random_weights:
-            from facerest_cli.models.registry import build_arch
-
-            entry = store.registry.get(restorer)
-            return NetworkRestorer(restorer, build_arch(entry.arch).eval(), entry.arch, cfg, dev)
-        return build_network_restorer(cfg, store, dev)
+            spec = store.registry.get(restorer)
+            net = arch_spec(spec.arch).build()
+            return NetworkRestorer(from_network(restorer, store.registry, net, execution=execution), cfg)
+        return build_network_restorer(cfg, store, dev, execution)
 
     crops = _bench_crops(max(batches), path)
     sync = torch.cuda.synchronize if dev.startswith("cuda") else None
@@ -120,14 +234,14 @@ def bench_restorer(weights: WeightsConfig, *, restorer: str, batches: list[int],
     rows = []
     # The official-style loop: what GFPGAN/CodeFormer's own scripts do per face.
     base = make("fp32")
-    rt = RestoreRuntime(base, dev, "fp32")
+    rt = RestoreRuntime(base, dev)
     n_loop = min(len(crops), max(2, min(batches)))
     t = timed(lambda: [rt.restore([c], [1.0]) for c in crops[:n_loop]], iters, sync) / n_loop
     loop_fps = 1.0 / t
     rows.append(_bench_row("official loop (1 face, fp32)", 1, "fp32", t, gflop, loop_fps))
     for precision in precisions:
         r = base if precision == "fp32" else make(precision)
-        rt = RestoreRuntime(r, dev, precision)
+        rt = RestoreRuntime(r, dev)
         for b in batches:
             batch = crops[:b]
             t = timed(lambda: rt.restore(batch, [1.0] * b), iters, sync) / b
@@ -217,7 +331,7 @@ def bench_video(weights: WeightsConfig, *, restorer: str, batches: list[int], pr
             rows.append({"config": name, "frames": r.frames, "faces": r.faces, "seconds": round(wall, 3),
                          "frames/s": round(r.frames / wall, 2), "faces/s": round(r.faces / wall, 2)})
             stage_seconds[name] = {st: round(r.stage_seconds.get(st, 0.0), 3) for st in STAGES}
-        v = r.extra["videos"][0]
+        v = r.summaries["videos"].videos[0]
     return {"bench": "video", "clip": str(path or "generated"), "size": f"{v['width']}x{v['height']}", "restorer": restorer,
             "device": device, "batch_size": batches[0], "precision": precisions[0], "rows": rows,
             "stage_seconds": stage_seconds}

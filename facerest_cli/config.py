@@ -9,7 +9,7 @@ from typing import Literal
 from facerest_cli.errors import UsageError
 
 FaceSelect = Literal["all", "largest", "center"]
-Precision = Literal["fp32", "fp16", "bf16"]
+Precision = Literal["auto", "fp32", "fp16", "bf16"]
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp"})
 OUTPUT_FORMATS = {"jpg": "JPEG", "jpeg": "JPEG", "png": "PNG", "tif": "TIFF", "tiff": "TIFF", "bmp": "BMP", "webp": "WEBP"}
@@ -17,32 +17,119 @@ OUTPUT_FORMATS = {"jpg": "JPEG", "jpeg": "JPEG", "png": "PNG", "tif": "TIFF", "t
 
 @dataclass(frozen=True)
 class DetectConfig:
-    detector: str = "yunet"
-    score_threshold: float = 0.5
+    """Detection and alignment options (``facerest_cli.detect``, ``facerest_cli.align``)."""
+
+    detector: str = "auto"  # auto: every installed network fused (detect/registry.py AUTO_FAMILIES) | a name
+    score_threshold: float | None = None  # --det-threshold; None: the detector's default (detect/calibration.py)
     nms_threshold: float = 0.4
-    max_side: int = 2048  # detection runs at most at this resolution; landmarks are mapped back
+    # --det-size: the finest pyramid level runs at most at this resolution (longer side); 0 = full resolution
+    # (less where the image holds no finer detail). Coarse levels for large faces run whatever it is.
+    max_side: int = 0
     faces: FaceSelect = "all"
     min_face: float = 0.0  # pixels, longer box side
+    keep_all: bool = False  # --keep-all-detections: no layout check, no part-of-a-larger-face rule
+    min_eye_distance: float = 3.0  # pixels: eyes closer than this are a degenerate box (rejected, counted)
+    # --align-fit: lstsq (5-point least squares) | lmeds (drops one grossly wrong landmark). lstsq is the default:
+    # on the labelled set its crops lie closer to those of the labelled landmarks (/work/notes/detect_results.md).
+    align_fit: str = "lstsq"
+
+    def __post_init__(self) -> None:
+        if self.score_threshold is not None and not 0.0 <= self.score_threshold <= 1.0:
+            raise UsageError(f"--det-threshold must be from 0 to 1, got {self.score_threshold}")
+        if self.max_side < 0:
+            raise UsageError(f"--det-size must be >= 0 (0 = full resolution), got {self.max_side}")
+        if self.align_fit not in ("lmeds", "lstsq"):
+            raise UsageError(f"--align-fit must be lmeds or lstsq, got {self.align_fit!r}")
 
 
 @dataclass(frozen=True)
 class RestoreConfig:
-    restorer: str = "none"
+    restorer: str = "gfpgan-1.4"  # the default restores (Apache-2.0); "none" pastes crops back unchanged
     size: int = 512
     device: str = "auto"
-    precision: Precision = "fp32"
-    batch_size: int = 8
+    precision: Precision = "auto"  # auto: bf16 on CPUs with AMX/AVX512_BF16 where a network's policy allows it
+    batch_size: int | None = None  # None: the backend's default (facerest_cli.backend.batch), resolved by the job
+    backend: str = "auto"  # auto (OpenVINO on CPU when installed, else torch) | torch | openvino
     strength: float = 1.0
     fidelity: float = 0.5  # CodeFormer w
     compile: bool = False
     channels_last: bool = True
+    steps: int = 100  # diffusion restorers: UNet calls per face (the official 100; fewer are faster and coarser)
+    seed: int = 12345  # diffusion restorers: each face's noise is drawn from (seed, the face's key)
+
+
+DETAIL_MODES = ("keep", "restored")
+TILING_MODES = ("blend", "official")
+COMPAT_MODES = ("none", "gfpgan")
 
 
 @dataclass(frozen=True)
 class BlendConfig:
+    """Paste-back and the whole-photo output (``facerest_cli.blend.compose``). ``None`` options mean "not given":
+    their defaults depend on other options (``tile``: 400 with ``--compat gfpgan`` as GFPGAN's ``--bg_tile``, else
+    256), and giving them where they cannot apply is a usage error rather than silently ignored."""
+
     mask: str = "auto"  # auto (bisenet when installed, else feather) | feather | bisenet | parsenet
     upscale: int = 1
     color_fix: bool = False
+    bg_upsampler: str = "none"  # --bg-upsampler: none | a weights.toml entry of role "upsampler" (checked by the job)
+    denoise_strength: float | None = None  # realesr-general-x4v3 only; None: the official 0.5
+    tile: int | None = None  # input pixels per tile side (0: the whole image in one call)
+    tile_pad: int | None = None  # context pixels around each tile; None: 10
+    pre_pad: int | None = None  # --tiling official / --compat gfpgan only: RealESRGANer's pre_pad; None: 0
+    tiling: str = "blend"  # blend (overlapping tiles, smooth window, streamed) | official (RealESRGANer.enhance)
+    detail: str = "keep"  # keep (faces larger than the crop keep the frame's finer detail) | restored
+    compat: str = "none"  # none | gfpgan (GFPGANer.enhance's paste-back path, pixel for pixel)
+
+    def __post_init__(self) -> None:
+        for opt, v, allowed in (("--tiling", self.tiling, TILING_MODES), ("--detail", self.detail, DETAIL_MODES),
+                                ("--compat", self.compat, COMPAT_MODES)):
+            if v not in allowed:
+                raise UsageError(f"{opt} must be one of {', '.join(allowed)}; got {v!r}")
+        upsampling = self.bg_upsampler != "none"
+        if not upsampling:
+            given = [o for o, v in (("--denoise-strength", self.denoise_strength), ("--tile", self.tile),
+                                    ("--tile-pad", self.tile_pad), ("--pre-pad", self.pre_pad)) if v is not None]
+            if self.tiling != "blend":
+                given.append("--tiling")
+            if given:
+                raise UsageError(f"{', '.join(given)} only apply with --bg-upsampler NAME")
+        if self.denoise_strength is not None and not 0.0 <= self.denoise_strength <= 1.0:
+            raise UsageError(f"--denoise-strength must be from 0 to 1, got {self.denoise_strength}")
+        if self.tile is not None and (self.tile < 0 or 0 < self.tile < 8):
+            raise UsageError(f"--tile must be 0 (the whole image at once) or at least 8 pixels, got {self.tile}")
+        for opt, v in (("--tile-pad", self.tile_pad), ("--pre-pad", self.pre_pad)):
+            if v is not None and v < 0:
+                raise UsageError(f"{opt} must be >= 0, got {v}")
+        if self.pre_pad is not None and self.tiling == "blend" and self.compat == "none":
+            raise UsageError("--pre-pad applies to --tiling official (and --compat gfpgan) only: the blended tiler "
+                             "needs no padding at the image border")
+        if self.compat == "gfpgan":
+            if self.tiling != "blend":
+                raise UsageError("--compat gfpgan already uses RealESRGANer.enhance for the background; drop --tiling")
+            if self.color_fix:
+                raise UsageError("--compat gfpgan reproduces GFPGAN, which has no colour fix; drop --color-fix")
+            if self.mask not in ("auto", "parsenet", "feather"):
+                raise UsageError(f"--compat gfpgan pastes with GFPGAN's masks: --mask auto (parsenet when installed, "
+                                 f"else the square mask), parsenet or feather (the square mask); got {self.mask!r}")
+
+    @property
+    def upsampling(self) -> bool:
+        return self.bg_upsampler != "none"
+
+    @property
+    def tile_size(self) -> int:
+        if self.tile is not None:
+            return self.tile
+        return 400 if self.compat == "gfpgan" else 256
+
+    @property
+    def tile_context(self) -> int:
+        return 10 if self.tile_pad is None else self.tile_pad
+
+    @property
+    def pre_padding(self) -> int:
+        return 0 if self.pre_pad is None else self.pre_pad
 
 
 @dataclass(frozen=True)
@@ -104,9 +191,7 @@ class IdentityConfig:
     retry_factors: tuple[float, ...] = (0.75, 0.5)  # guard retries: these fractions of the requested strength
 
     def __post_init__(self) -> None:
-        from facerest_cli.identity.recognizers import check_name
-
-        check_name(self.recognizer)
+        # The recognizer name is checked against the registry (which may hold a user's models) when the run builds it.
         for opt, v in (("--identity-flag", self.flag_below), ("--min-identity", self.min_identity)):
             if v is not None and not -1.0 <= v <= 1.0:
                 raise UsageError(f"{opt} must be a cosine from -1 to 1, got {v}")
@@ -146,6 +231,41 @@ class PriorConfig:
             raise UsageError(f"--renderer must be one of auto, torch, pytorch3d; got {self.renderer!r}")
 
 
+ENGINES = ("local", "ray")
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Which engine runs the job (``facerest_cli.engines``) and how Ray sizes its actor pools. No option here
+    changes an output byte (they are neutral in ``io.manifest``): outputs of either engine count as done for
+    ``--resume`` with the other. Pool sizes of 0 mean "choose from the cluster's resources"."""
+
+    kind: str = "local"  # --engine local | ray
+    ray_address: str | None = None  # --ray-address: None starts a local Ray; "auto" | "HOST:PORT" | "ray://HOST:PORT"
+    ray_prep: int = 0  # --ray-prep: CPU actors that decode, detect and align (0: the CPUs left over, at least 1)
+    ray_restorers: int = 0  # --ray-restorers: restorer actors (0: one per GPU, or 1 without GPUs)
+    ray_writers: int = 1  # --ray-writers: CPU actors that paste back and write outputs
+    ray_videos: int = 1  # --ray-videos: videos processed at once (each runs the streaming video pipeline)
+    ray_cpus_per_prep: float = 1.0  # --ray-cpus-per-prep: CPUs reserved per prep actor (its torch/OpenCV threads)
+    ray_gpus_per_restorer: float | None = None  # --ray-gpus-per-restorer: None: 1 when the cluster has GPUs, else 0
+    ray_batch_images: int = 0  # --ray-batch-images: images per restorer task (0: --batch-size)
+
+    def __post_init__(self) -> None:
+        if self.kind not in ENGINES:
+            raise UsageError(f"--engine must be one of {', '.join(ENGINES)}; got {self.kind!r}")
+        for opt, v in (("--ray-prep", self.ray_prep), ("--ray-restorers", self.ray_restorers),
+                       ("--ray-batch-images", self.ray_batch_images)):
+            if v < 0:
+                raise UsageError(f"{opt} must be >= 0 (0 = automatic), got {v}")
+        for opt, v in (("--ray-writers", self.ray_writers), ("--ray-videos", self.ray_videos)):
+            if v < 1:
+                raise UsageError(f"{opt} must be >= 1, got {v}")
+        if self.ray_cpus_per_prep <= 0:
+            raise UsageError(f"--ray-cpus-per-prep must be > 0, got {self.ray_cpus_per_prep}")
+        if self.ray_gpus_per_restorer is not None and self.ray_gpus_per_restorer < 0:
+            raise UsageError(f"--ray-gpus-per-restorer must be >= 0, got {self.ray_gpus_per_restorer}")
+
+
 @dataclass(frozen=True)
 class RunConfig:
     inputs: tuple[Path, ...]
@@ -156,6 +276,7 @@ class RunConfig:
     identity: IdentityConfig = field(default_factory=IdentityConfig)
     video: VideoConfig = field(default_factory=VideoConfig)
     prior: PriorConfig = field(default_factory=PriorConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)  # --engine local | ray and Ray's pools
     aligned: bool = False  # inputs are already-aligned SxS faces (FFHQ template)
     queue_size: int = 4  # decoded images waiting for the restorer; bounds memory with batch_size
     quiet: bool = False
@@ -164,7 +285,7 @@ class RunConfig:
     def __post_init__(self) -> None:
         if not self.inputs:
             raise UsageError("no inputs given")
-        if self.restore.batch_size < 1:
+        if self.restore.batch_size is not None and self.restore.batch_size < 1:
             raise UsageError(f"--batch-size must be >= 1, got {self.restore.batch_size}")
         if not 0.0 <= self.restore.strength <= 1.0:
             raise UsageError(f"--strength must be in [0, 1], got {self.restore.strength}")
@@ -180,6 +301,11 @@ class RunConfig:
             raise UsageError(f"--min-face must be >= 0, got {self.detect.min_face}")
         if self.max_pixels < 0:
             raise UsageError(f"--max-pixels must be >= 0 (0 = no limit), got {self.max_pixels}")
+        # whole-photo options (blend.compose)
+        if self.aligned and (self.blend.upsampling or self.blend.compat != "none"):
+            raise UsageError("--aligned writes the restored crop itself: --bg-upsampler and --compat do not apply")
+        if self.engine.kind != "local" and (self.blend.upsampling or self.blend.compat != "none"):
+            raise UsageError("--bg-upsampler and --compat run with --engine local only (for now)")
 
     def to_dict(self) -> dict:
         d = asdict(self)

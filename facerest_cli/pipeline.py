@@ -1,20 +1,20 @@
-"""The streaming pipeline: decode -> detect -> align -> [batch stages] -> restore (batched) -> paste -> write.
+"""The local scheduler: decode -> detect -> align -> [batch stages] -> restore (batched) -> paste -> write.
 
 Three threads joined by bounded queues, so memory is bounded by ``queue_size`` and ``batch_size``, never by the
 number of inputs or the length of a film:
 
 * **prepare** turns each input into ``Frame``s (one per image; many per video) with their aligned faces;
 * **main** gathers the faces of *several* frames into restorer calls of up to ``batch_size`` crops, running the
-  optional ``BatchStage``s (3D prior, parsing masks, identity) around each call;
-* **write** pastes the restored faces back, hands each frame to its ``FrameSink`` and streams the report.
+  batch stages (3D prior, colour, parsing masks, identity...) around each call;
+* **write** pastes the restored faces back, hands each frame to its sink and streams the report.
 
-No CLI and no globals here: ``facerest_cli.job`` builds the stages from a ``RunConfig`` and calls ``run``.
+This module only schedules. What a face carries and what a stage may touch is ``facerest_cli.types``
+(``FaceState``, ``BatchStage``); where outputs go is ``io.plan``; how pixels are pasted is ``blend.paste``. No CLI
+and no globals: ``facerest_cli.job`` builds the stages from a ``RunConfig`` and calls ``Pipeline.run``.
 """
 
 from __future__ import annotations
 
-import os
-import queue
 import threading
 import time
 import traceback
@@ -26,17 +26,22 @@ from typing import Any, Callable, Iterator, Protocol, Sequence
 import numpy as np
 
 from facerest_cli.align.faces import FacePreparer
-from facerest_cli.blend.color import is_gray, is_near_gray, to_gray
+from facerest_cli.blend.color import is_near_gray
 from facerest_cli.blend.mask import feather_mask
-from facerest_cli.blend.paste import PasteItem, paste_faces, scale_matrix
-from facerest_cli.config import OUTPUT_FORMATS, RunConfig
+from facerest_cli.blend.compose import BandImage, Composer
+from facerest_cli.blend.paste import compose_aligned
+from facerest_cli.config import RunConfig
 from facerest_cli.errors import FacerestError, InputError, UsageError
-from facerest_cli.io.decode import decode_image
-from facerest_cli.io.sinks import ImageSink, atomic_write_bytes, file_identity, is_inside, output_format, output_path
+from facerest_cli.io.decode import decode_image, gray_normalised
+from facerest_cli.io.plan import Plan, image_output_format, plan_outputs
+from facerest_cli.io.sinks import CropSaver, ImageSink, PreserveTimes
 from facerest_cli.io.sources import InputItem, Skipped
 from facerest_cli.report.jsonl import ReportWriter
 from facerest_cli.restore.runtime import RestoreRuntime
-from facerest_cli.types import AlignedFace, DecodedImage, FaceRecord, ImageMeta
+from facerest_cli.streams import END, StoppableQueue
+from facerest_cli.types import (  # noqa: F401 - Events: the scheduler's progress protocol, re-exported
+    AlignedFace, BatchStage, DecodedImage, Events, FaceState, FrameRef, ImageMeta, StageSummary,
+)
 
 STAGES = ("decode", "detect", "align", "restore", "paste", "write")
 
@@ -44,83 +49,22 @@ STAGES = ("decode", "detect", "align", "restore", "paste", "write")
 # ------------------------------------------------------------------------------------------------ contracts
 
 
-@dataclass
+@dataclass(eq=False)
 class Frame:
     """One picture in flight (an image file, or one frame of a video) with its faces."""
 
     item: InputItem
     sink: "FrameSink"
     image: DecodedImage
-    faces: list[AlignedFace]
-    records: list[FaceRecord]
-    strengths: list[float]
-    gray_faces: list[bool]  # faces restored as grayscale: no invented colour
-    restored: list[np.ndarray | None] = field(default_factory=list)  # (S, S, 3) float32 BGR [0, 1]
-    masks: list[np.ndarray | None] = field(default_factory=list)  # crop-space blend masks; None = feather
-    priors: list[Any] = field(default_factory=list)  # per-face 3D prior (restorers that need one)
+    faces: list[FaceState]
     index: int = 0  # frame index within its input
     last: bool = True  # last frame of its input: the sink is finished after it
     timing: Any = None  # video: presentation timestamp etc., for the sink
     error: InputError | None = None  # the input failed here (video: mid-stream); earlier frames stay ordered
 
-    def __post_init__(self) -> None:
-        n = len(self.faces)
-        self.restored = self.restored or [None] * n
-        self.masks = self.masks or [None] * n
-        self.priors = self.priors or [None] * n
-
     @property
     def done(self) -> bool:
-        return all(r is not None for r in self.restored)
-
-
-@dataclass
-class FaceJob:
-    """One face of one frame, as it moves through the restore batches."""
-
-    frame: Frame
-    i: int
-    attempt: int = 0
-
-    @property
-    def crop(self) -> np.ndarray:
-        return self.frame.faces[self.i].crop
-
-    @property
-    def face(self) -> AlignedFace:
-        return self.frame.faces[self.i]
-
-    @property
-    def record(self) -> FaceRecord:
-        return self.frame.records[self.i]
-
-    @property
-    def strength(self) -> float:
-        return self.frame.strengths[self.i]
-
-    @strength.setter
-    def strength(self, s: float) -> None:
-        self.frame.strengths[self.i] = s
-        self.record.strength = round(float(s), 4)
-
-    @property
-    def restored(self) -> np.ndarray | None:
-        return self.frame.restored[self.i]
-
-
-class BatchStage(Protocol):
-    """Optional work on each restore batch, in the main thread (where the GPU work is batched).
-
-    ``before_restore`` may set per-face strength, prior or mask; ``after_restore`` sees the restored crops and
-    returns the jobs to restore again (e.g. the identity guard retrying at lower strength): they rejoin the queue
-    and are batched with the next faces.
-    """
-
-    name: str
-
-    def before_restore(self, jobs: list[FaceJob]) -> None: ...
-
-    def after_restore(self, jobs: list[FaceJob]) -> list[FaceJob]: ...
+        return all(f.restored is not None for f in self.faces)
 
 
 class FrameSink(Protocol):
@@ -135,28 +79,22 @@ class FrameSink(Protocol):
     def abort(self) -> None: ...
 
 
-class FrameSource(Protocol):
-    """Turns one video input into frames, and opens the sink its frames go to. Images are handled by the pipeline.
+@dataclass(frozen=True)
+class FrameContext:
+    """What a ``FrameSource`` may use from the scheduler while it produces frames (in the prepare thread)."""
 
-    ``frames`` runs in the prepare thread; it uses ``pipeline.prep`` (detect/align), ``pipeline.make_frame`` and
-    ``pipeline.clock``, and should stop early when ``pipeline.stopping`` is true.
-    """
+    prep: FacePreparer
+    clock: "StageClock"
+    stopping: Callable[[], bool]
+    make_frame: Callable[..., Frame]
+
+
+class FrameSource(Protocol):
+    """Turns one video input into frames, and opens the sink its frames go to. Images are handled here."""
 
     def open_sink(self, item: InputItem, target: Path) -> FrameSink: ...
 
-    def frames(self, item: InputItem, sink: FrameSink, pipeline: "Pipeline") -> Iterator[Frame]: ...
-
-
-class Events(Protocol):
-    """Progress callbacks (called from worker threads)."""
-
-    def start(self, total: int) -> None: ...
-
-    def image_done(self, path: Path, n_faces: int) -> None: ...
-
-    def image_failed(self, path: Path, error: str) -> None: ...
-
-    def frame_done(self, path: Path, index: int, total: int | None) -> None: ...
+    def frames(self, item: InputItem, sink: FrameSink, ctx: FrameContext) -> Iterator[Frame]: ...
 
 
 class _NoEvents:
@@ -173,6 +111,35 @@ class _NoEvents:
         pass
 
 
+# ------------------------------------------------------------------------------------------- stage order
+
+
+def check_order(stages: Sequence[BatchStage], restorer_needs: frozenset[str] = frozenset()) -> None:
+    """Fail (``UsageError``) when the stages' declared contract cannot hold in this order:
+
+    * a field the restorer needs (e.g. the 3D prior for SGPN) is provided by no stage;
+    * a stage needs a field no earlier stage (nor the scheduler) provides;
+    * a stage writes a field an earlier stage finalized (the identity decision would be undone).
+    """
+    provided = {"crop", "strength", "gray", "record", "restored", "mask"}  # set by the scheduler
+    finalized: dict[str, str] = {}
+    for st in stages:
+        missing = set(st.needs) - provided
+        if missing:
+            raise UsageError(f"stage {st.name!r} needs {', '.join(sorted(missing))}, which no stage before it provides")
+        clash = set(st.provides) & set(finalized)
+        if clash:
+            f = sorted(clash)[0]
+            raise UsageError(f"stage {st.name!r} changes {f} after stage {finalized[f]!r} decided on it; "
+                             f"{finalized[f]!r} must run last")
+        provided |= set(st.provides)
+        for f in st.finalizes:
+            finalized[f] = st.name
+    lacking = set(restorer_needs) - provided
+    if lacking:
+        raise UsageError(f"the restorer needs {', '.join(sorted(lacking))}, which no stage provides")
+
+
 # ------------------------------------------------------------------------------------------------- results
 
 
@@ -187,7 +154,7 @@ class StageClock:
         with self._lock:
             self.seconds[stage] = self.seconds.get(stage, 0.0) + dt
 
-    def timed(self, stage: str):
+    def timed(self, stage: str) -> "_Timer":
         return _Timer(self, stage)
 
 
@@ -222,7 +189,7 @@ class RunResult:
     wall_time_s: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)
     restore_calls: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)  # summaries contributed by batch stages
+    summaries: dict[str, StageSummary] = field(default_factory=dict)  # typed, by summary.json key
 
     @property
     def exit_code(self) -> int:
@@ -230,8 +197,48 @@ class RunResult:
             return 130
         return 1 if self.failed else 0
 
+    def add_summary(self, s: StageSummary | None) -> None:
+        if s is not None:
+            self.summaries[s.key] = s
 
-_END = object()
+    def summary_of(self, kind: type) -> Any:
+        """The summary of type ``kind`` (e.g. ``IdentitySummary``), or None."""
+        return next((s for s in self.summaries.values() if isinstance(s, kind)), None)
+
+
+# ------------------------------------------------------------------------------------------- restore step
+
+
+class RestoreStep:
+    """One restorer call with the batch stages around it: the unit of work every engine runs (the local
+    scheduler's main thread, or a Ray actor)."""
+
+    def __init__(self, runtime: RestoreRuntime, stages: Sequence[BatchStage], clock: StageClock | None = None):
+        self.runtime = runtime
+        self.stages = list(stages)
+        self.clock = clock or StageClock()
+
+    def __call__(self, batch: list[FaceState]) -> list[FaceState]:
+        """Restore ``batch`` in place; returns the faces to restore again (identity-guard retries), with
+        ``attempt`` increased and ``restored`` cleared."""
+        for st in self.stages:
+            with self.clock.timed(st.name):
+                st.before_restore(batch)
+        with self.clock.timed("restore"):
+            priors = [f.prior for f in batch] if self.runtime.restorer.needs_prior else None
+            keys = [f.key for f in batch] if getattr(self.runtime.restorer, "needs_keys", False) else None
+            out = self.runtime.restore([f.crop for f in batch], [f.strength for f in batch], prior=priors, keys=keys)
+        for f, r in zip(batch, out):
+            f.restored = r
+            f.record.notes.extend(self.runtime.last_notes)  # e.g. out of memory: batch halved
+        retry: list[FaceState] = []
+        for st in self.stages:
+            with self.clock.timed(st.name):
+                retry += st.after_restore(batch)
+        for f in retry:
+            f.attempt += 1
+            f.restored = None
+        return retry
 
 
 # -------------------------------------------------------------------------------------------------- driver
@@ -249,6 +256,7 @@ class Pipeline:
         events: Events | None = None,
         error_log: Callable[[str], None] | None = None,
         on_input_done: Callable[[Frame, list[str]], None] | None = None,
+        composer: Composer | None = None,
     ):
         if preparer.detector is None and not cfg.aligned:
             raise UsageError("a detector is needed unless --aligned is given")
@@ -256,6 +264,7 @@ class Pipeline:
         self.prep = preparer
         self.runtime = runtime
         self.stages = list(stages)
+        check_order(self.stages, frozenset({"prior"}) if runtime.restorer.needs_prior else frozenset())
         self.video = video
         self.events = events or _NoEvents()
         self.clock = StageClock()
@@ -266,13 +275,19 @@ class Pipeline:
         self._fatal: BaseException | None = None
         self._lock = threading.Lock()
         self._feather = feather_mask(runtime.restorer.size)
+        # How each output is made from its frame and faces (upsampled background, --detail, --compat): blend.compose
+        self.composer = composer or Composer(cfg.blend, self._feather)
+        self.crops = CropSaver(cfg.output.out_dir) if cfg.output.save_crops else None
+        self._input_ids: dict[InputItem, int] = {}
+        self.step = RestoreStep(runtime, self.stages, self.clock)
+        self.context = FrameContext(prep=preparer, clock=self.clock, stopping=self._stop.is_set, make_frame=self.make_frame)
 
-    # ----------------------------------------------------------------------------------------- image frames
+    # ---------------------------------------------------------------------------------------------- frames
 
     def image_frame(self, item: InputItem, sink: FrameSink) -> Frame:
         """Decode, detect and align one image file."""
         with self.clock.timed("decode"):
-            img, gray = normalise_channels(decode_image(item.path, item.rel_path, self.cfg.max_pixels))
+            img, gray = self.prep.source_image(*gray_normalised(decode_image(item.path, item.rel_path, self.cfg.max_pixels)))
         if self.cfg.aligned:
             with self.clock.timed("align"):
                 faces = [self.prep.aligned_input(img)]
@@ -284,80 +299,51 @@ class Pipeline:
         return self.make_frame(item, sink, img, faces, gray)
 
     def make_frame(self, item: InputItem, sink: FrameSink, img: DecodedImage, faces: list[AlignedFace],
-                   gray: bool, **kw: Any) -> Frame:
-        records = [self.prep.record(str(item.path), f) for f in faces]
-        return Frame(
-            item=item,
-            sink=sink,
-            image=img,
-            faces=faces,
-            records=records,
-            strengths=[self.cfg.restore.strength] * len(faces),
-            gray_faces=[gray or is_near_gray(f.crop) for f in faces],
-            **kw,
-        )
+                   gray: bool, *, index: int = 0, last: bool = True, timing: Any = None) -> Frame:
+        ref = FrameRef(pixels=img.pixels, source=str(item.path), input_id=self._input_ids.get(item, -1),
+                       index=index, kind=item.kind, content_id=img.meta.sha256)
+        states = [
+            FaceState(face=f, record=self.prep.record(str(item.path), f), frame=ref, strength=self.cfg.restore.strength,
+                      gray=gray or is_near_gray(f.crop))
+            for f in faces
+        ]
+        return Frame(item=item, sink=sink, image=img, faces=states, index=index, last=last, timing=timing)
 
     # -------------------------------------------------------------------------------------------- write stage
 
-    def _paste(self, fr: Frame) -> np.ndarray:
-        if self.cfg.aligned and fr.faces:
-            return _aligned_output(fr)
-        frame = fr.image.pixels
-        n = self.cfg.blend.upscale
-        if n > 1:
-            frame = _upscale(frame, n)
-        items = [
-            PasteItem(
-                restored=r,
-                matrix=scale_matrix(f.matrix, n) if n > 1 else f.matrix,
-                mask=self._feather if m is None else m,
-                gray=g,
-            )
-            for f, r, m, g in zip(fr.faces, fr.restored, fr.masks, fr.gray_faces)
-        ]
-        return paste_faces(frame, items)
-
-    def _write(self, fr: Frame, report: ReportWriter) -> None:
+    def write_frame(self, fr: Frame, report: ReportWriter) -> None:
         with self.clock.timed("paste"):
-            out = self._paste(fr)
+            if self.cfg.aligned and fr.faces:
+                f = fr.faces[0]
+                out = compose_aligned(fr.image.pixels, f.restored, f.gray)
+            else:  # a BandImage when the sink writes bands (TIFF, PNG) and the output streams (--bg-upsampler)
+                out = self.composer.compose(fr.image.pixels, fr.faces, bands=getattr(fr.sink, "writes_bands", False))
         with self.clock.timed("write"):
             fr.sink.write(out, fr)
-            if self.cfg.output.save_crops:
-                self._save_crops(fr)
+            if self.crops is not None:
+                self.crops.save(fr.item.rel_path, fr.index if fr.item.kind == "video" else None, fr.faces)
             out_name = str(getattr(fr.sink, "path", ""))
-            for r in fr.records:
-                r.output = out_name or None
-            report.write(fr.records)
-
-    def _save_crops(self, fr: Frame) -> None:
-        import cv2
-
-        faces_dir = self.cfg.output.out_dir / "faces" / fr.item.rel_path.parent
-        stem = fr.item.rel_path.stem + (f"_f{fr.index:06d}" if fr.item.kind == "video" else "")
-        for f, r, rec in zip(fr.faces, fr.restored, fr.records):
-            pairs = (("input", _to_uint8(f.crop)), ("restored", np.clip(np.rint(r * 255.0), 0, 255).astype(np.uint8)))
-            for tag, arr in pairs:
-                path = faces_dir / f"{stem}_face{f.index:02d}_{tag}.png"
-                ok, buf = cv2.imencode(".png", arr)
-                if not ok:
-                    raise FacerestError(f"could not encode crop {path}")
-                atomic_write_bytes(path, buf.tobytes())
-                setattr(rec, f"{tag}_crop", str(path))
+            for f in fr.faces:
+                f.record.output = out_name or None
+            report.write([f.record for f in fr.faces])
+        if isinstance(out, BandImage):  # its bands were made (upsampled, pasted) while the sink wrote them
+            self.clock.add("paste", out.seconds)
+            self.clock.add("write", -out.seconds)
 
     # ------------------------------------------------------------------------------------------------- run
 
-    def run(self, items: Sequence[InputItem], skipped: Sequence[Skipped] = (),
-            plan: dict[Path, Path | InputError] | None = None) -> RunResult:
+    def run(self, items: Sequence[InputItem], skipped: Sequence[Skipped] = (), plan: Plan | None = None) -> RunResult:
         """Process ``items``; ``plan`` is ``plan_outputs`` of them (or of a superset) when the caller made it."""
         t0 = time.perf_counter()
         result = self.result = RunResult(seen=len(items))
         result.skipped = [Failure(str(s.path), s.reason) for s in skipped]
         plan = self.plan_outputs(items) if plan is None else plan
+        self._input_ids = {it: i for i, it in enumerate(items)}
         cfg = self.cfg
         cfg.output.out_dir.mkdir(parents=True, exist_ok=True)
         self.events.start(len(items))
-        q_prep: queue.Queue = queue.Queue(maxsize=cfg.queue_size)
-        q_write: queue.Queue = queue.Queue(maxsize=cfg.queue_size)
+        q_prep = StoppableQueue(cfg.queue_size, self._stop)
+        q_write = StoppableQueue(cfg.queue_size, self._stop)
         report = ReportWriter(cfg.output.out_dir / "report.jsonl", append=cfg.output.incremental)
 
         threads = [
@@ -375,23 +361,24 @@ class Pipeline:
             self._set_fatal(e)
         finally:
             # The writer finishes what is already restored (a few frames at most), then stops.
-            self._put(q_write, _END, force=True)
+            q_write.put(END, force=True)
             threads[1].join()
             self._stop.set()
             while threads[0].is_alive():
-                self._drain(q_prep)
+                q_prep.drain()
                 threads[0].join(timeout=0.1)
             report.close()
         result.wall_time_s = time.perf_counter() - t0
         result.stage_seconds = dict(self.clock.seconds)
         result.restore_calls = self.runtime.calls
         for st in self.stages:
-            summarise = getattr(st, "summary", None)
-            if summarise is not None:
-                result.extra.update(summarise())
+            result.add_summary(st.summary())
         if self._fatal is not None:
             raise self._fatal
         return result
+
+    def plan_outputs(self, items: Sequence[InputItem]) -> Plan:
+        return plan_outputs(items, self.cfg.output, self.cfg.video.codec)
 
     def fail(self, path: Path, err: BaseException) -> None:
         """Record one failed input: a one-line reason (internal errors keep their traceback in the log)."""
@@ -406,7 +393,11 @@ class Pipeline:
             self.result.failed.append(Failure(str(path), reason))
         self.events.image_failed(path, f"{path}: {reason}")
 
-    def _producer(self, items: Sequence[InputItem], plan: dict, q_prep: queue.Queue) -> None:
+    def open_image_sink(self, item: InputItem, target: Path) -> FrameSink:
+        sink: FrameSink = ImageSink(target, image_output_format(item.path, self.cfg.output), self.cfg.output.jpeg_quality)
+        return PreserveTimes(sink, item.path) if self.cfg.output.preserve_times else sink
+
+    def _producer(self, items: Sequence[InputItem], plan: Plan, q_prep: StoppableQueue) -> None:
         try:
             for item in items:
                 if self._stop.is_set():
@@ -418,19 +409,18 @@ class Pipeline:
                 if item.kind == "video":
                     self._produce_video(item, target, q_prep)
                     continue
-                sink = ImageSink(target, output_format(_guess_format(item.path), self.cfg.output.ext), self.cfg.output.jpeg_quality)
                 try:
-                    fr = self.image_frame(item, sink)
+                    fr = self.image_frame(item, self.open_image_sink(item, target))
                 except Exception as e:  # noqa: BLE001 - one bad input never stops the run
                     self.fail(item.path, e)
                     continue
-                self._put(q_prep, fr)
+                q_prep.put(fr)
         except BaseException as e:  # noqa: BLE001
             self._set_fatal(e)
         finally:
-            self._put(q_prep, _END, force=True)
+            q_prep.put(END, force=True)
 
-    def _produce_video(self, item: InputItem, target: Path, q_prep: queue.Queue) -> None:
+    def _produce_video(self, item: InputItem, target: Path, q_prep: StoppableQueue) -> None:
         if self.video is None:
             self.fail(item.path, InputError(item.path, "video input is not supported in this configuration"))
             return
@@ -438,10 +428,12 @@ class Pipeline:
         last: Frame | None = None
         try:
             sink = self.video.open_sink(item, target)
-            for fr in self.video.frames(item, sink, self):
+            if self.cfg.output.preserve_times:
+                sink = PreserveTimes(sink, item.path)
+            for fr in self.video.frames(item, sink, self.context):
                 if self._stop.is_set():
                     return
-                self._put(q_prep, fr)
+                q_prep.put(fr)
                 last = fr
         except Exception as e:  # noqa: BLE001
             err = e if isinstance(e, InputError) else InputError(item.path, f"{type(e).__name__}: {e}")
@@ -449,37 +441,40 @@ class Pipeline:
                 self.fail(item.path, err)
                 return
             # Frames already queued stay in order; this marker makes the writer abort the sink after them.
-            marker = Frame(item=item, sink=sink, image=last.image if last else _EMPTY_IMAGE, faces=[], records=[],
-                           strengths=[], gray_faces=[], index=(last.index + 1) if last else 0, last=True, error=err)
-            self._put(q_prep, marker)
+            marker = Frame(item=item, sink=sink, image=last.image if last else _EMPTY_IMAGE, faces=[],
+                           index=(last.index + 1) if last else 0, last=True, error=err)
+            q_prep.put(marker)
 
-    def _writer(self, q_write: queue.Queue, report: ReportWriter) -> None:
+    def _writer(self, q_write: StoppableQueue, report: ReportWriter) -> None:
         result = self.result
         unfinished: FrameSink | None = None  # written to but not finished (a video): aborted if the run stops
         dead: set = set()  # sinks whose input failed mid-way (a video): the rest of its frames are dropped
         item_faces = 0  # faces written for the current input (all frames of a video)
+
+        def fail_input(fr: Frame, err: InputError, abort: bool = True) -> None:
+            nonlocal unfinished, item_faces
+            if abort:
+                fr.sink.abort()
+            dead.add(fr.sink)
+            unfinished = None
+            item_faces = 0
+            self.fail(fr.item.path, err)
+
         try:
             while True:
                 fr = q_write.get()
-                if fr is _END:
+                if fr is END:
                     return
                 if self._fatal is not None or fr.sink in dead:
                     continue
                 if fr.error is not None:
-                    fr.sink.abort()
-                    unfinished = None
-                    item_faces = 0
-                    self.fail(fr.item.path, fr.error)
+                    fail_input(fr, fr.error)
                     continue
                 try:
                     unfinished = fr.sink
-                    self._write(fr, report)
+                    self.write_frame(fr, report)
                 except InputError as e:
-                    fr.sink.abort()
-                    dead.add(fr.sink)
-                    unfinished = None
-                    item_faces = 0
-                    self.fail(fr.item.path, e)
+                    fail_input(fr, e)
                     continue
                 item_faces += len(fr.faces)
                 with self._lock:
@@ -487,108 +482,60 @@ class Pipeline:
                     result.frames += 1
                 if fr.item.kind == "video":
                     self.events.frame_done(fr.item.path, fr.index, getattr(fr.timing, "total", None))
-                if fr.last:
-                    try:
-                        outs = fr.sink.finish()
-                    except InputError as e:  # e.g. a video's encoder failing at its final flush
-                        unfinished = None
-                        item_faces = 0
-                        self.fail(fr.item.path, e)
-                        continue
-                    unfinished = None
-                    if self._on_input_done is not None:
-                        self._on_input_done(fr, outs)
-                    with self._lock:
-                        result.processed += 1
-                        result.outputs.extend(outs)
-                        for w in (*fr.image.meta.warnings, *fr.sink.warnings):
-                            result.warnings.append({"path": str(fr.item.path), "warning": w})
-                    self.events.image_done(fr.item.path, item_faces)
-                    item_faces = 0
+                if not fr.last:
+                    continue
+                try:
+                    outs = fr.sink.finish()
+                except InputError as e:  # e.g. a video's encoder failing at its final flush
+                    fail_input(fr, e, abort=False)
+                    continue
+                unfinished = None
+                if self._on_input_done is not None:
+                    self._on_input_done(fr, outs)
+                with self._lock:
+                    result.processed += 1
+                    result.outputs.extend(outs)
+                    for w in (*fr.image.meta.warnings, *fr.sink.warnings):
+                        result.warnings.append({"path": str(fr.item.path), "warning": w})
+                self.events.image_done(fr.item.path, item_faces)
+                item_faces = 0
         except BaseException as e:  # noqa: BLE001
             self._set_fatal(e)
         finally:
             if unfinished is not None:  # interrupted or disk full mid-input: leave no partial output
                 unfinished.abort()
 
-    def _restore_loop(self, q_prep: queue.Queue, q_write: queue.Queue) -> None:
+    def _restore_loop(self, q_prep: StoppableQueue, q_write: StoppableQueue) -> None:
         """Gather faces across frames into batches; hand finished frames to the writer in input order."""
         pending: deque[Frame] = deque()
-        todo: deque[FaceJob] = deque()  # faces not yet restored
+        todo: deque[FaceState] = deque()  # faces not yet restored
         bs = self.cfg.restore.batch_size
         ended = False
         while True:
             # Fill until a full batch is waiting, or the input is exhausted. At most bs + queue_size frames wait
             # here, so a long stretch of faceless video frames cannot pile up in memory.
             while not ended and len(todo) < bs and len(pending) < bs + self.cfg.queue_size:
-                fr = self._get(q_prep)
-                if fr is _END:
+                fr = q_prep.get()
+                if fr is END:
                     ended = True
                     break
                 pending.append(fr)
-                todo.extend(FaceJob(fr, i) for i in range(len(fr.faces)))
+                todo.extend(fr.faces)
             if self._stop.is_set():
                 return
             if todo:
                 batch = [todo.popleft() for _ in range(min(bs, len(todo)))]
-                for st in self.stages:
-                    with self.clock.timed(st.name):
-                        st.before_restore(batch)
-                with self.clock.timed("restore"):
-                    priors = [j.frame.priors[j.i] for j in batch] if self.runtime.restorer.needs_prior else None
-                    out = self.runtime.restore([j.crop for j in batch], [j.strength for j in batch], prior=priors)
-                for j, r in zip(batch, out):
-                    j.frame.restored[j.i] = r
-                    j.record.notes.extend(self.runtime.last_notes)  # e.g. out of memory: batch halved
-                retry: list[FaceJob] = []
-                for st in self.stages:
-                    with self.clock.timed(st.name):
-                        retry += st.after_restore(batch)
-                for j in reversed(retry):
-                    j.attempt += 1
-                    j.frame.restored[j.i] = None
-                    todo.appendleft(j)
+                for f in reversed(self.restore_batch(batch)):
+                    todo.appendleft(f)
             while pending and pending[0].done:
-                self._put(q_write, pending.popleft())
+                q_write.put(pending.popleft())
             if ended and not todo and not pending:
                 return
 
+    def restore_batch(self, batch: list[FaceState]) -> list[FaceState]:
+        return self.step(batch)
+
     # --------------------------------------------------------------------------------------------- plumbing
-
-    def plan_outputs(self, items: Sequence[InputItem]) -> dict[Path, Path | InputError]:
-        """Output path per input; collisions and outputs that would overwrite an input are refused up front."""
-        cfg = self.cfg.output
-        inputs_resolved = {os.path.realpath(i.path) for i in items}
-        inputs_folded = {p.casefold() for p in inputs_resolved}
-        input_ids = {file_identity(i.path) for i in items} - {None}  # hard links, case-insensitive file systems
-        plan: dict[Path, Path | InputError] = {}
-        taken: dict[str, Path] = {}
-        for it in items:
-            try:
-                if it.kind == "video":
-                    out = output_path(cfg.out_dir, it.rel_path, "VIDEO", video_extension(it.rel_path, cfg.ext, self.cfg.video.codec), cfg.suffix)
-                else:
-                    out = output_path(cfg.out_dir, it.rel_path, output_format(_guess_format(it.path), cfg.ext), cfg.ext, cfg.suffix)
-            except FacerestError as e:
-                plan[it.path] = InputError(it.path, str(e))
-                continue
-            real = os.path.realpath(out)
-            if real in inputs_resolved or real.casefold() in inputs_folded or file_identity(real) in input_ids:
-                raise UsageError(f"output {out} would overwrite the input file {it.path}; choose another -o/--suffix")
-            if not is_inside(out, cfg.out_dir):
-                plan[it.path] = InputError(it.path, f"output {out} would leave the output folder through a symbolic link")
-                continue
-            key = real.casefold()
-            if key in taken:
-                plan[it.path] = InputError(it.path, f"output {out} collides with the output of {taken[key]}")
-                continue
-            taken[key] = it.path
-            plan[it.path] = out
-        return plan
-
-    @property
-    def stopping(self) -> bool:
-        return self._stop.is_set()
 
     def _set_fatal(self, e: BaseException) -> None:
         with self._lock:
@@ -596,104 +543,5 @@ class Pipeline:
                 self._fatal = e
         self._stop.set()
 
-    def _put(self, q: queue.Queue, obj: Any, force: bool = False) -> None:
-        while True:
-            if self._stop.is_set() and not force:
-                return
-            try:
-                q.put(obj, timeout=0.1)
-                return
-            except queue.Full:
-                if force and self._stop.is_set():
-                    self._drain(q)
-
-    def _get(self, q: queue.Queue) -> Any:
-        while True:
-            try:
-                return q.get(timeout=0.1)
-            except queue.Empty:
-                if self._stop.is_set():
-                    return _END
-
-    @staticmethod
-    def _drain(q: queue.Queue) -> None:
-        try:
-            while True:
-                q.get_nowait()
-        except queue.Empty:
-            pass
-
-
-# ------------------------------------------------------------------------------------------------- helpers
 
 _EMPTY_IMAGE = DecodedImage(Path(), Path(), np.zeros((1, 1, 3), np.uint8), ImageMeta(format="", bit_depth=8, channels=3))
-
-
-VIDEO_CONTAINERS = (".mp4", ".mkv", ".mov", ".m4v")
-
-
-def video_extension(rel: Path, ext: str | None, codec: str = "x264") -> str:
-    """Output container extension for a video: --ext if it names a video container, else the input's when it can
-    hold H.264 (mp4, mkv, mov, m4v), else mkv (webm and avi cannot carry every codec we write). FFV1 archival
-    masters are always Matroska (its standard container; QuickTime cannot hold FFV1)."""
-    if codec == "ffv1":
-        return "mkv"
-    if ext and "." + ext.lower().lstrip(".") in VIDEO_CONTAINERS:
-        return ext.lower().lstrip(".")
-    suffix = rel.suffix.lower()
-    return suffix.lstrip(".") if suffix in VIDEO_CONTAINERS else "mkv"
-
-
-def _guess_format(path: Path) -> str:
-    return OUTPUT_FORMATS.get(path.suffix.lower().lstrip("."), "PNG")
-
-
-def normalise_channels(img: DecodedImage) -> tuple[DecodedImage, bool]:
-    """Detect grayscale photos stored as RGB(A) (all channels equal). Returns the image to process and whether it
-    is grayscale; restored faces on a grayscale image are made grayscale, so no colour is ever invented.
-
-    Such an image is written single-channel, unless it carries an RGB ICC profile, which a grayscale file cannot
-    hold: then it keeps its channels (with R = G = B) so the profile survives.
-    """
-    px = img.pixels
-    if px.shape[2] in (1, 2):
-        return img, True
-    if not is_gray(px[:, :, :3]):
-        return img, False
-    icc = img.meta.icc_profile
-    if icc and icc[16:20] != b"GRAY":
-        return img, True
-    new = px[:, :, [0, 3]] if px.shape[2] == 4 else px[:, :, :1]
-    meta = ImageMeta(**{**img.meta.__dict__, "warnings": (*img.meta.warnings, "RGB with identical channels: written as grayscale")})
-    return DecodedImage(img.path, img.rel_path, np.ascontiguousarray(new), meta), True
-
-
-def _to_uint8(a: np.ndarray) -> np.ndarray:
-    if a.dtype == np.uint16:
-        return ((a.astype(np.uint32) + 128) // 257).astype(np.uint8)
-    return a
-
-
-def _upscale(frame: np.ndarray, n: int) -> np.ndarray:
-    import cv2
-
-    h, w = frame.shape[:2]
-    up = cv2.resize(frame, (w * n, h * n), interpolation=cv2.INTER_LANCZOS4)
-    return up[:, :, None] if up.ndim == 2 else up
-
-
-def _aligned_output(fr: Frame) -> np.ndarray:
-    """--aligned: the output is the restored crop itself, at the input's size, channels and depth."""
-    import cv2
-
-    px = fr.image.pixels
-    h, w = px.shape[:2]
-    r = fr.restored[0]
-    if r.shape[:2] != (h, w):
-        r = cv2.resize(r, (w, h), interpolation=cv2.INTER_AREA if r.shape[0] > h else cv2.INTER_CUBIC)
-    maxval = 65535.0 if px.dtype == np.uint16 else 255.0
-    color = to_gray(r) if px.shape[2] in (1, 2) else (np.repeat(to_gray(r), 3, axis=2) if fr.gray_faces[0] else r)
-    vals = np.clip(np.rint(color * maxval), 0, maxval).astype(px.dtype)
-    out = px.copy()
-    out[:, :, : vals.shape[2]] = vals
-    return out

@@ -36,6 +36,10 @@ def _session_env(tmp_path_factory):
     mp.setenv("FACEREST_HOME", str(tmp_path_factory.mktemp("facerest_session_home")))
     mp.setenv("FACEREST_WEIGHTS_DIR", str(WEIGHTS))
     mp.delenv("FACEREST_OFFLINE", raising=False)
+    # Tests run the networks as the official code does (torch, fp32) unless they test a backend: every test has its
+    # own FACEREST_HOME, so OpenVINO conversions could never be cached between them. tests/backend covers the rest.
+    mp.setenv("FACEREST_BACKEND", "torch")
+    mp.setenv("FACEREST_PRECISION", "fp32")
     yield
     mp.undo()
 
@@ -117,6 +121,8 @@ def run_images(inputs, out_dir, restorer=None, restorer_name=None, **opts):
         else:
             top[k] = v
     parts["output"]["out_dir"] = Path(out_dir)
+    parts["restore"].setdefault("backend", os.environ.get("FACEREST_BACKEND", "torch"))  # see _session_env
+    parts["restore"].setdefault("precision", os.environ.get("FACEREST_PRECISION", "fp32"))
     cfg = RunConfig(
         inputs=tuple(Path(p) for p in (inputs if isinstance(inputs, (list, tuple)) else [inputs])),
         **{g: groups[g](**parts[g]) for g in groups},

@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 from facerest_cli.align.templates import template_points
-from facerest_cli.align.warp import estimate_similarity, warp_to_crop
+from facerest_cli.align.warp import fit_similarity, warp_to_crop
 from facerest_cli.config import RunConfig
 from facerest_cli.detect.base import Detector, detect_bounded, select_faces, to_detection_bgr
+from facerest_cli.detect.face_detector import FaceDetector
+from facerest_cli.detect.stats import DetectStats
 from facerest_cli.errors import InputError
 from facerest_cli.types import AlignedFace, DecodedImage, Detection, FaceRecord
 
@@ -15,8 +17,10 @@ from facerest_cli.types import AlignedFace, DecodedImage, Detection, FaceRecord
 class FacePreparer:
     """Finds faces in a frame and warps them to the restorer's template.
 
-    ``detect`` applies the bounded resolution and ``--faces``/``--min-face``; ``align`` warps given detections
-    (video passes tracked, smoothed ones); ``aligned_input`` treats a whole image as an aligned face.
+    ``detect`` finds the faces (a ``FaceDetector`` searches every scale itself; any other ``Detector`` is run at
+    most at ``--det-size``) and applies ``--faces``/``--min-face``; ``detect_stats`` sums what detection did and
+    rejected; ``align`` warps given detections (video passes tracked, smoothed ones) with the ``--align-fit``
+    similarity; ``aligned_input`` treats a whole image as an aligned face.
     """
 
     def __init__(self, cfg: RunConfig, detector: Detector | None, size: int, template: str, restorer_name: str):
@@ -28,19 +32,49 @@ class FacePreparer:
 
     @property
     def detector_name(self) -> str:
-        return "aligned-input" if self.detector is None else self.detector.name
+        """What ran: ``auto(yunet+scrfd-500m+...)`` for fused networks, else the network's name."""
+        if self.detector is None:
+            return "aligned-input"
+        return getattr(self.detector, "description", self.detector.name)
 
     def detect(self, pixels: np.ndarray) -> list[Detection]:
         assert self.detector is not None
         bgr = to_detection_bgr(pixels)
-        dets = detect_bounded(self.detector, bgr, self.cfg.detect.max_side)
+        if isinstance(self.detector, FaceDetector):
+            dets = self.detector.detect(bgr)
+        else:
+            dets = detect_bounded(self.detector, bgr, self.cfg.detect.max_side)
         return select_faces(dets, bgr.shape[:2], self.cfg.detect)
 
+    def detect_stats(self) -> DetectStats | None:
+        """Detection counts summed over every ``detect`` call so far (passes, candidates, merges, rejections by
+        reason); ``DetectStats.to_dict()`` is the summary.json form. None for aligned input or a detector that
+        keeps no counts."""
+        stats = getattr(self.detector, "stats", None)
+        return stats() if callable(stats) else None
+
+    @property
+    def gfpgan_compat(self) -> bool:
+        return self.cfg.blend.compat == "gfpgan"
+
+    def source_image(self, img: DecodedImage, gray: bool) -> tuple[DecodedImage, bool]:
+        """The decoded image the faces are taken from and pasted into: as decoded, except with ``--compat gfpgan``,
+        which reads it as GFPGAN's script does (8-bit BGR, ``blend.gfpgan_compat.read_like_gfpgan``)."""
+        if not self.gfpgan_compat:
+            return img, gray
+        from facerest_cli.blend.gfpgan_compat import read_like_gfpgan
+
+        return read_like_gfpgan(img), False
+
     def align(self, pixels: np.ndarray, dets: list[Detection]) -> list[AlignedFace]:
+        if self.gfpgan_compat:  # the official LMEDS fit (OpenCV), template and warp; eye distance < 5 px dropped
+            from facerest_cli.blend.gfpgan_compat import align_detections
+
+            return align_detections(pixels, dets)
         src = pixels[:, :, :3] if pixels.shape[2] >= 3 else pixels[:, :, :1]
         faces = []
         for i, d in enumerate(dets):
-            m = estimate_similarity(d.landmarks, self.template)
+            m = fit_similarity(d.landmarks, self.template, self.cfg.detect.align_fit)
             faces.append(AlignedFace(index=i, detection=d, crop=as_bgr(warp_to_crop(src, m, self.size)), matrix=m))
         return faces
 

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+from facerest_cli.pixels import to_float, to_uint8
+
+if TYPE_CHECKING:
+    from facerest_cli.types import FaceState
 
 # ITU-R BT.601 luma, as OpenCV's BGR2GRAY.
 _LUMA_BGR = np.array([0.114, 0.587, 0.299], np.float32)
@@ -24,9 +31,7 @@ def is_near_gray(crop: np.ndarray, tol: float = 3.0, quantile: float = 99.5) -> 
     most ``tol`` (8-bit levels). Tinted (sepia) and colour faces are not."""
     if crop.ndim != 3 or crop.shape[2] < 3:
         return True
-    c = crop[:, :, :3].astype(np.int32)
-    if crop.dtype == np.uint16:
-        c = c // 257
+    c = to_uint8(crop[:, :, :3]).astype(np.int32)
     spread = np.maximum(np.abs(c[:, :, 0] - c[:, :, 1]), np.abs(c[:, :, 1] - c[:, :, 2]))
     return float(np.percentile(spread, quantile)) <= tol
 
@@ -56,6 +61,9 @@ class ColorStage:
     a colour face's restored crop gets the input crop's per-channel mean and std (inside the face)."""
 
     name = "color"
+    needs: frozenset[str] = frozenset({"restored", "gray", "crop"})
+    provides: frozenset[str] = frozenset({"restored"})
+    finalizes: frozenset[str] = frozenset()
 
     def __init__(self, color_fix: bool, size: int = 512):
         from facerest_cli.blend.mask import feather_mask
@@ -63,15 +71,16 @@ class ColorStage:
         self.color_fix = color_fix
         self._weight = feather_mask(size, inner=0.2, outer=0.3)  # the central face region
 
-    def before_restore(self, jobs) -> None:
+    def before_restore(self, faces: list[FaceState]) -> None:
         pass
 
-    def after_restore(self, jobs) -> list:
-        for j in jobs:
-            r = j.frame.restored[j.i]
-            if j.frame.gray_faces[j.i]:
-                j.frame.restored[j.i] = np.repeat(to_gray(r), 3, axis=2)
+    def after_restore(self, faces: list[FaceState]) -> list[FaceState]:
+        for f in faces:
+            if f.gray:
+                f.restored = np.repeat(to_gray(f.restored), 3, axis=2)
             elif self.color_fix:
-                crop = j.crop.astype(np.float32) / (65535.0 if j.crop.dtype == np.uint16 else 255.0)
-                j.frame.restored[j.i] = match_color(r, crop, self._weight)
+                f.restored = match_color(f.restored, to_float(f.crop), self._weight)
         return []
+
+    def summary(self) -> None:
+        return None

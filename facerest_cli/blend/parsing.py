@@ -2,7 +2,9 @@
 
 The mask keeps the face itself (skin, brows, eyes, glasses, ears, nose, mouth, lips) and excludes hair, hat,
 neck, jewellery, clothes and background, so a restorer's hallucinated hair or collar never replaces the photo's.
-It is then feathered and limited by the crop-border feather mask, so it is still 0 at the crop border.
+It is then feathered and limited by the crop-border feather mask, so it is still 0 at the crop border. Which
+classes are "face" is the parser architecture's fact (``ArchSpec.meta["face_classes"]``: the two parsers order
+their 19 classes differently); the input normalisation is its weights.toml entry's.
 """
 
 from __future__ import annotations
@@ -14,68 +16,70 @@ import numpy as np
 from facerest_cli.blend.mask import feather_mask
 
 if TYPE_CHECKING:
-    from facerest_cli.pipeline import FaceJob
+    from facerest_cli.registry import Execution, Model
+    from facerest_cli.types import FaceState
     from facerest_cli.weights.cache import WeightsStore
-
-# ImageNet statistics for BiSeNet; ParseNet takes [-1, 1].
-_IMAGENET_MEAN = (0.485, 0.456, 0.406)
-_IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class ParsingMaskStage:
     """BatchStage: after each restore batch, parse the restored crops and store per-face blend masks."""
 
-    def __init__(self, name: str, net, face_classes: tuple[int, ...], device: str, size: int = 512):
+    needs: frozenset[str] = frozenset({"restored"})
+    provides: frozenset[str] = frozenset({"mask"})
+    finalizes: frozenset[str] = frozenset()
+
+    def __init__(self, model: "Model", size: int = 512):
         import torch
 
-        self.name = f"mask-{name}"
-        self.parser = name
-        self.device = torch.device(device)
-        self.net = net.to(self.device).eval()
-        self.face_classes = torch.tensor(face_classes, device=self.device)
+        self.model = model
+        self.name = f"mask-{model.name}"
+        self.parser = model.name
+        self.device = torch.device(model.device)
+        self.face_classes = torch.tensor(model.spec.arch_spec.meta["face_classes"], device=self.device)
         self.feather = feather_mask(size)
         # Feathering width of the parsed edge, in crop pixels (about 2% of the crop).
         self.sigma = size / 50.0
 
-    def before_restore(self, jobs: list["FaceJob"]) -> None:
+    def before_restore(self, faces: list["FaceState"]) -> None:
         pass
 
-    def after_restore(self, jobs: list["FaceJob"]) -> list["FaceJob"]:
+    def after_restore(self, faces: list["FaceState"]) -> list["FaceState"]:
+        import torch
+
+        crops = np.stack([f.restored for f in faces])  # (N, S, S, 3) BGR [0, 1]
+        x = torch.from_numpy(crops).to(self.device).permute(0, 3, 1, 2).flip(1)  # RGB
+        with torch.inference_mode():
+            labels = self.model(self.model.normalise(x)).argmax(1)  # (N, S, S)
+        for f, m in zip(faces, self.masks_from_labels(labels)):
+            f.mask = m
+        return []
+
+    def masks_from_labels(self, labels) -> list[np.ndarray]:
+        """``(N, S, S)`` class indices (torch or numpy) -> blend masks: 1 on the face classes, feathered by a
+        Gaussian of ``sigma`` and limited by the crop-border feather mask (so exactly 0 at the border)."""
         import cv2
         import torch
 
-        crops = np.stack([j.restored for j in jobs])  # (N, S, S, 3) BGR [0, 1]
-        x = torch.from_numpy(crops).to(self.device).permute(0, 3, 1, 2).flip(1)  # RGB
-        if self.parser == "bisenet":
-            mean = torch.tensor(_IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1)
-            std = torch.tensor(_IMAGENET_STD, device=self.device).view(1, 3, 1, 1)
-            x = (x - mean) / std
-        else:
-            x = x * 2.0 - 1.0
-        with torch.inference_mode():
-            labels = self.net.parse(x).argmax(1)  # (N, S, S)
-            face = torch.isin(labels, self.face_classes).float().cpu().numpy()
-        for j, m in zip(jobs, face):
-            soft = cv2.GaussianBlur(m, (0, 0), self.sigma)
-            j.frame.masks[j.i] = np.minimum(soft, self.feather).astype(np.float32)
-        return []
+        face = torch.isin(torch.as_tensor(labels, device=self.device), self.face_classes).float().cpu().numpy()
+        return [np.minimum(cv2.GaussianBlur(m, (0, 0), self.sigma), self.feather).astype(np.float32) for m in face]
+
+    def summary(self) -> None:
+        return None
 
 
-def build_mask_stage(mask: str, store: "WeightsStore", device: str, size: int = 512) -> ParsingMaskStage | None:
-    """``feather`` -> None (the pipeline's default mask); ``auto`` -> bisenet if its weights are installed."""
+def build_mask_stage(mask: str, store: "WeightsStore", device: str, size: int = 512,
+                     execution: "Execution | None" = None) -> ParsingMaskStage | None:
+    """``feather`` -> None (the scheduler's default mask); ``auto`` -> the best installed parser (weights.toml
+    ``auto`` ranks), else feather: a parser is never downloaded just for ``auto``."""
     from facerest_cli.errors import UsageError
+    from facerest_cli.registry import build, names, resolve_auto
 
+    choices = names("parser", store.registry)
     if mask == "auto":
-        mask = "bisenet" if store.locate("bisenet") is not None else "feather"
+        installed, _ = resolve_auto("parser", store)
+        mask = installed[0] if installed else "feather"
     if mask == "feather":
         return None
-    if mask not in ("bisenet", "parsenet"):
-        raise UsageError(f"--mask must be auto, feather, bisenet or parsenet; got {mask!r}")
-    from importlib import import_module
-
-    from facerest_cli.weights.loader import load_model
-
-    entry = store.registry.get(mask)
-    net = load_model(entry, store.ensure(mask))
-    classes = import_module(f"facerest_cli.models.{mask}").FACE_CLASSES
-    return ParsingMaskStage(mask, net, classes, device, size)
+    if mask not in choices:
+        raise UsageError(f"--mask must be auto, feather or one of {', '.join(choices)}; got {mask!r}")
+    return ParsingMaskStage(build(mask, store, device, execution=execution, role="parser"), size)

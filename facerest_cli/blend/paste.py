@@ -7,11 +7,17 @@ cheap). A pixel where every face mask is exactly 0 keeps its input value bit for
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from facerest_cli.align.warp import crop_roi, warp_from_crop
 from facerest_cli.blend.color import to_gray
+from facerest_cli.blend.detail import face_is_larger_than_crop, warp_keep_detail
+from facerest_cli.pixels import from_float, max_value
+
+if TYPE_CHECKING:
+    from facerest_cli.types import FaceState
 
 
 @dataclass(frozen=True)
@@ -20,6 +26,9 @@ class PasteItem:
     matrix: np.ndarray  # (2, 3) frame -> crop (frame = the output canvas, i.e. after --upscale)
     mask: np.ndarray  # (S, S) float32 in [0, 1], crop space
     gray: bool = False  # grayscale face: pasted as luma (R = G = B on a colour frame), no invented colour
+    # "keep": a face larger than the crop gets the frame's detail above the crop's Nyquist back (blend.detail);
+    # "restored": the restored crop alone (the behaviour before --detail existed).
+    detail: str = "restored"
 
 
 def scale_matrix(m: np.ndarray, factor: float) -> np.ndarray:
@@ -40,7 +49,7 @@ def paste_faces(frame: np.ndarray, items: list[PasteItem], coverage: np.ndarray 
     out = frame.copy()
     if not items:
         return out
-    maxval = 65535.0 if frame.dtype == np.uint16 else 255.0
+    maxval = max_value(frame.dtype)
     color_ch = 1 if frame.shape[2] in (1, 2) else 3
     order = sorted(items, key=lambda it: -_crop_pixels_in_frame(it.matrix))
     for it in order:
@@ -54,7 +63,11 @@ def paste_faces(frame: np.ndarray, items: list[PasteItem], coverage: np.ndarray 
             src = to_gray(src)
         elif it.gray:
             src = np.repeat(to_gray(src), 3, axis=2)
-        warped = warp_from_crop(src * np.float32(maxval), it.matrix, roi)
+        if it.detail == "keep" and face_is_larger_than_crop(it.matrix):
+            # The detail comes from the input frame (not ``out``): an overlapping face pasted earlier never leaks in.
+            warped = warp_keep_detail(src * np.float32(maxval), frame, it.matrix, roi, channels=color_ch)
+        else:
+            warped = warp_from_crop(src * np.float32(maxval), it.matrix, roi)
         wmask = warp_from_crop(it.mask.astype(np.float32)[:, :, None], it.matrix, roi)[:, :, 0]
         np.clip(wmask, 0.0, 1.0, out=wmask)
         region = out[y0:y1, x0:x1, :color_ch]
@@ -70,3 +83,39 @@ def paste_faces(frame: np.ndarray, items: list[PasteItem], coverage: np.ndarray 
 def _crop_pixels_in_frame(m: np.ndarray) -> float:
     det = abs(float(np.linalg.det(np.asarray(m)[:, :2])))
     return 1.0 / max(det, 1e-12)
+
+
+def upscale_frame(frame: np.ndarray, n: int) -> np.ndarray:
+    """``--upscale N`` without a learned upsampler: Lanczos resize of the whole frame."""
+    import cv2
+
+    h, w = frame.shape[:2]
+    up = cv2.resize(frame, (w * n, h * n), interpolation=cv2.INTER_LANCZOS4)
+    return up[:, :, None] if up.ndim == 2 else up
+
+
+def compose_frame(pixels: np.ndarray, faces: Sequence["FaceState"], feather: np.ndarray, upscale: int = 1,
+                  detail: str = "keep") -> np.ndarray:
+    """The output frame without a learned background: ``pixels`` (Lanczos-upscaled by ``upscale``) with every
+    face's restored crop pasted through its mask (the crop-border ``feather`` mask where a face has none), with
+    ``--detail`` ``detail``. The whole-photo options (``--bg-upsampler``, ``--compat``) are
+    ``blend.compose.Composer``'s; this is its default path."""
+    from facerest_cli.blend.compose import Composer
+    from facerest_cli.config import BlendConfig
+
+    return Composer(BlendConfig(upscale=upscale, detail=detail), feather).compose(pixels, faces)  # type: ignore[return-value]
+
+
+def compose_aligned(pixels: np.ndarray, restored: np.ndarray, gray: bool) -> np.ndarray:
+    """``--aligned``: the output is the restored crop itself, at the input's size, channels and depth."""
+    import cv2
+
+    h, w = pixels.shape[:2]
+    r = restored
+    if r.shape[:2] != (h, w):
+        r = cv2.resize(r, (w, h), interpolation=cv2.INTER_AREA if r.shape[0] > h else cv2.INTER_CUBIC)
+    color = to_gray(r) if pixels.shape[2] in (1, 2) else (np.repeat(to_gray(r), 3, axis=2) if gray else r)
+    vals = from_float(color, pixels.dtype)
+    out = pixels.copy()
+    out[:, :, : vals.shape[2]] = vals
+    return out

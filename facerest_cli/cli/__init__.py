@@ -34,7 +34,7 @@ def _register() -> None:
     from facerest_cli.cli import weights as weights_cli
 
     app.add_typer(weights_cli.app, name="weights")
-    for name in ("run", "bench", "report", "identity", "prior", "doctor"):
+    for name in ("run", "bench", "report", "identity", "prior", "doctor", "eval", "degrade", "cache"):
         try:
             mod = __import__(f"facerest_cli.cli.{name}", fromlist=["register"])
         except ModuleNotFoundError as e:

@@ -56,3 +56,18 @@ def _save_traceback(e: BaseException) -> str:
     with os.fdopen(fd, "w") as f:
         f.write("".join(traceback.format_exception(e)))
     return path
+
+
+def role_choices(role: str, extra: tuple[str, ...] = ()) -> str:
+    """``a | b | c`` for a help text: ``extra`` then the weights.toml entries of ``role`` (with a user's own
+    models from ``$FACEREST_HOME/models``), so help never lists a model the registry lacks or misses one it has."""
+    from facerest_cli.registry import names
+    from facerest_cli.weights.cache import WeightsConfig
+    from facerest_cli.weights.registry import load_registry
+
+    try:
+        cfg = WeightsConfig.from_env()
+        reg = load_registry(cfg.registry_path, cfg.model_dir)
+    except FacerestError:  # a broken user fragment: the run itself reports it; help still works
+        reg = load_registry()
+    return " | ".join((*extra, *names(role, reg)))

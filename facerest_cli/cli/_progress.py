@@ -22,6 +22,7 @@ class RichEvents:
         self.faces = 0
         self._t0 = time.perf_counter()
         self._video: list | None = None  # [path, task id, start time] of the video being written
+        self._steps = None  # task id of the diffusion denoising line, while a batch is being sampled
         self._progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -73,6 +74,16 @@ class RichEvents:
             _, tid, t0 = self._video
             fps = (index + 1) / max(time.perf_counter() - t0, 1e-6)
             self._progress.update(tid, completed=index + 1, total=total, rate=f"{fps:.1f} frames/s")
+
+    def restore_steps(self, done: int, total: int) -> None:
+        """A diffusion restorer finished step ``done`` of ``total`` for the faces it is sampling now."""
+        with self._lock:
+            if self._steps is None:
+                self._steps = self._progress.add_task("  denoising", total=total, unit="steps", faces="", rate="")
+            self._progress.update(self._steps, completed=done, total=total)
+            if done >= total:
+                self._progress.remove_task(self._steps)
+                self._steps = None
 
     def _end_video(self, path: Path | None) -> None:
         if self._video is not None and (path is None or self._video[0] == path):

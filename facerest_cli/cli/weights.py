@@ -238,8 +238,14 @@ def remove(
     names: Annotated[list[str], typer.Argument(help="Models to delete from the cache.")],
     unpin: Annotated[bool, typer.Option("--unpin", help="Also forget their hashes pinned in weights.lock.")] = False,
 ) -> None:
-    """Delete models from the cache (folders given with --weights-dir are never touched)."""
+    """Delete models from the cache, with their compiled models (folders given with --weights-dir are never
+    touched)."""
+    from facerest_cli.backend.cache import CompiledCache
+
     store = _store()
+    compiled = CompiledCache.for_weights_home(store.config.home)
     for name in names:
         removed = store.remove(name, unpin=unpin)
-        typer.echo(f"{name}: removed {len(removed)} file(s)" + (" and its pins" if unpin else ""))
+        n_compiled = len(compiled.remove_model(store.registry.get(name).name))
+        typer.echo(f"{name}: removed {len(removed)} file(s)" + (f" and {n_compiled} compiled model(s)" if n_compiled else "")
+                   + (" and its pins" if unpin else ""))

@@ -16,6 +16,7 @@ import numpy as np
 
 from facerest_cli.align.templates import template_points
 from facerest_cli.align.warp import BORDER_VALUE, affine_scale, estimate_similarity, warp_to_crop
+from facerest_cli.pixels import as_bgr, to_float
 
 ARCFACE_SIZE = 112
 _BORDER_FLOAT = tuple(v / 255.0 for v in BORDER_VALUE)
@@ -33,19 +34,9 @@ def to_crop_coords(landmarks: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     return np.asarray(landmarks, np.float64) @ m[:, :2].T + m[:, 2]
 
 
-def _bgr(pixels: np.ndarray) -> np.ndarray:
-    """Any decoded image (gray, gray+alpha, BGR, BGRA; 8 or 16 bit) -> 3-channel BGR of the same dtype."""
-    c = pixels.shape[2]
-    if c in (1, 2):
-        return np.repeat(pixels[:, :, :1], 3, axis=2)
-    return pixels[:, :, :3]
-
-
 def align_input(pixels: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
     """The input face: ``pixels`` is the original ``(H, W, C)`` uint8/uint16 frame, ``landmarks`` ``(5, 2)``."""
-    maxval = 65535.0 if pixels.dtype == np.uint16 else 255.0
-    crop = warp_to_crop(_bgr(pixels), arcface_matrix(landmarks), ARCFACE_SIZE)
-    return crop.astype(np.float32) / np.float32(maxval)
+    return to_float(warp_to_crop(as_bgr(pixels), arcface_matrix(landmarks), ARCFACE_SIZE))
 
 
 def align_restored(restored: np.ndarray, landmarks: np.ndarray, matrix: np.ndarray) -> np.ndarray:

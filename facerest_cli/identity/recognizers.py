@@ -1,10 +1,10 @@
 """Face recognizers: aligned 112x112 faces in, L2-normalised embeddings out, batched.
 
 Input convention (every recognizer): ``(N, 112, 112, 3)`` float32 **BGR** in ``[0, 1]``, aligned to the
-ArcFace five-point template (``identity.align``). Each implementation converts to its network's input itself;
-all ArcFace-family networks here take RGB ``(x - 0.5) / 0.5`` (insightface: ``(x*255 - 127.5) / 127.5``).
+ArcFace five-point template (``identity.align``). Each converts to its network's input with the normalisation its
+weights.toml entry states (for the ArcFace family insightface's RGB ``(x*255 - 127.5) / 127.5``).
 
-Names are weights.toml entries (role ``recognizer``):
+Names are weights.toml entries (role ``recognizer``); ``auto`` follows their ``auto`` ranks:
 
 * ``arcface-r50``: insightface buffalo_l ``w600k_r50.onnx`` through onnxruntime (non-commercial licence);
 * ``arcface-mobilefacenet``: MobileFaceNet, 128-d (``models/mobilefacenet.py``), MIT;
@@ -22,12 +22,10 @@ import numpy as np
 from facerest_cli.errors import UsageError, WeightsError
 
 if TYPE_CHECKING:
+    from facerest_cli.registry import Execution, Model
     from facerest_cli.weights.cache import WeightsStore
+    from facerest_cli.weights.registry import Registry
 
-RECOGNIZERS = ("arcface-r50", "arcface-mobilefacenet", "arcface-iresnet50", "arcface-iresnet100")
-# ``auto``: the first one installed; else the first one that may be fetched (MIT, 4 MB).
-AUTO_INSTALLED = ("arcface-r50", "arcface-mobilefacenet")
-AUTO_FETCH = "arcface-mobilefacenet"
 _MAX_BATCH = 64  # faces per network call: bounds memory whatever the restore batch size
 
 
@@ -48,13 +46,13 @@ class Recognizer(Protocol):
         ...
 
 
-def arcface_blob(faces: np.ndarray, mean: float = 127.5, std: float = 127.5) -> np.ndarray:
-    """``(N, 112, 112, 3)`` float BGR [0, 1] -> ``(N, 3, 112, 112)`` float32 RGB ``(x*255 - mean) / std``:
+def arcface_blob(faces: np.ndarray, mean: float = 127.5, std: float = 127.5, value_range: float = 255.0) -> np.ndarray:
+    """``(N, 112, 112, 3)`` float BGR [0, 1] -> ``(N, 3, 112, 112)`` float32 RGB ``(x*value_range - mean) / std``:
     what insightface's ``cv2.dnn.blobFromImages(imgs, 1/std, size, (mean,)*3, swapRB=True)`` feeds ArcFace."""
     faces = np.asarray(faces, np.float32)
     if faces.ndim != 4 or faces.shape[3] != 3:
         raise ValueError(f"expected (N, H, W, 3) BGR faces, got shape {faces.shape}")
-    rgb = faces[..., ::-1] * np.float32(255.0)
+    rgb = faces[..., ::-1] * np.float32(value_range)
     return np.ascontiguousarray(((rgb - np.float32(mean)) / np.float32(std)).transpose(0, 3, 1, 2), np.float32)
 
 
@@ -65,15 +63,21 @@ def normalise(raw: np.ndarray) -> Embeddings:
 
 
 class TorchRecognizer:
-    """A torch embedding network (MobileFaceNet, iResNet) with ArcFace input normalisation."""
+    """A torch embedding network (MobileFaceNet, iResNet) built by ``facerest_cli.registry.build``; its input
+    normalisation is its weights.toml entry's (one value per channel, as insightface's is)."""
 
-    def __init__(self, net, name: str, device: str = "cpu"):
+    def __init__(self, model: "Model"):
         import torch
 
-        self.name = name
-        self.device = torch.device(device)
-        # channels_last: the depthwise convolutions of MobileFaceNet run about 6x faster on CPU (measured).
-        self.net = net.to(self.device, memory_format=torch.channels_last).eval()
+        self.model = model
+        self.name = model.name
+        self.device = torch.device(model.device)
+        inp = model.spec.input
+        self._norm = (inp.mean[0], inp.std[0], inp.value_range)
+        self._channels_last = model.runner is None  # a backend network lays itself out
+        if self._channels_last:
+            # channels_last: the depthwise convolutions of MobileFaceNet run about 6x faster on CPU (measured).
+            model.net = model.net.to(memory_format=torch.channels_last)
 
     def embed(self, faces: np.ndarray) -> Embeddings:
         import torch
@@ -82,10 +86,11 @@ class TorchRecognizer:
             return normalise(np.zeros((0, 1), np.float32))
         out = []
         for i in range(0, len(faces), _MAX_BATCH):
-            x = torch.from_numpy(arcface_blob(faces[i : i + _MAX_BATCH])).to(self.device)
-            x = x.contiguous(memory_format=torch.channels_last)
+            x = torch.from_numpy(arcface_blob(faces[i : i + _MAX_BATCH], *self._norm)).to(self.device)
+            if self._channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
             with torch.inference_mode():
-                out.append(self.net(x).float().cpu().numpy())
+                out.append(self.model(x).float().cpu().numpy())
         return normalise(np.concatenate(out))
 
 
@@ -134,38 +139,41 @@ class OnnxArcFace:
         return normalise(np.concatenate(out))
 
 
-def check_name(name: str) -> str:
-    if name in ("auto", "none") or name in RECOGNIZERS:
+def check_name(name: str, registry: "Registry | None" = None) -> str:
+    from facerest_cli.registry import names
+    from facerest_cli.weights.registry import load_registry
+
+    choices = names("recognizer", registry if registry is not None else load_registry())
+    if name in ("auto", "none") or name in choices:
         return name
-    raise UsageError(f"unknown recognizer {name!r}; choose auto, none or one of: {', '.join(RECOGNIZERS)}")
+    raise UsageError(f"unknown recognizer {name!r}; choose auto, none or one of: {', '.join(choices)}")
 
 
 def resolve(name: str, store: "WeightsStore") -> str | None:
-    """``--recognizer`` -> the weights entry to use, or None for ``none``. ``auto``: arcface-r50 when installed,
-    else arcface-mobilefacenet (fetched if needed); whether it can really be had is ``build_recognizer``'s job."""
-    check_name(name)
+    """``--recognizer`` -> the weights entry to use, or None for ``none``. ``auto``: the best installed one
+    (weights.toml ``auto`` ranks: arcface-r50, then arcface-mobilefacenet), else the one to fetch
+    (arcface-mobilefacenet, MIT, 4 MB); whether it can really be had is ``build_recognizer``'s job."""
+    from facerest_cli.registry import pick_auto
+
+    check_name(name, store.registry)
     if name == "none":
         return None
-    if name != "auto":
-        return name
-    for cand in AUTO_INSTALLED:
-        if store.locate(cand) is not None:
-            return cand
-    return AUTO_FETCH
+    return pick_auto("recognizer", store) if name == "auto" else name
 
 
-def build_recognizer(name: str, store: "WeightsStore", device: str = "cpu") -> Recognizer:
+def build_recognizer(name: str, store: "WeightsStore", device: str = "cpu",
+                     execution: "Execution | None" = None) -> Recognizer:
     """Build the named recognizer, fetching its weights if allowed (``WeightsMissingError`` offline)."""
-    check_name(name)
+    from facerest_cli.registry import build
+
+    check_name(name, store.registry)
     if name in ("auto", "none"):
         raise UsageError(f"build_recognizer needs a recognizer name, got {name!r}")
-    entry = store.registry.get(name)
-    path = store.ensure(name)
-    if entry.arch == "arcface_onnx":
-        return OnnxArcFace(path, name, device)
-    from facerest_cli.weights.loader import load_model
-
-    return TorchRecognizer(load_model(entry, path), name, device)
+    # channels_last: the depthwise convolutions of MobileFaceNet run about 6x faster on CPU (measured).
+    model = build(name, store, device, execution=execution, role="recognizer", channels_last=True)
+    if not model.spec.is_torch:  # an ONNX graph (insightface's arcface-r50)
+        return OnnxArcFace(model.path, name, device)
+    return TorchRecognizer(model)
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -8,6 +8,7 @@ them to 8 bits.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import stat
@@ -221,6 +222,7 @@ def decode_image_bytes(data: bytes, path: Path, rel_path: Path, max_pixels: int 
         bit_depth=16 if pixels.dtype == np.uint16 else 8,
         channels=int(pixels.shape[2]),
         warnings=tuple(warn),
+        sha256=hashlib.sha256(data).hexdigest(),
         **meta_kwargs,
     )
     return DecodedImage(path=path, rel_path=rel_path, pixels=pixels, meta=meta)
@@ -289,3 +291,25 @@ def _one_line(e: BaseException) -> str:
     s = str(e).strip().splitlines()
     return s[0] if s else type(e).__name__
 
+
+
+def gray_normalised(img: DecodedImage) -> tuple[DecodedImage, bool]:
+    """Detect grayscale photos stored as RGB(A) (all channels equal). Returns the image to process and whether it
+    is grayscale; restored faces on a grayscale image are made grayscale, so no colour is ever invented.
+
+    Such an image is written single-channel, unless it carries an RGB ICC profile, which a grayscale file cannot
+    hold: then it keeps its channels (with R = G = B) so the profile survives.
+    """
+    from facerest_cli.blend.color import is_gray
+
+    px = img.pixels
+    if px.shape[2] in (1, 2):
+        return img, True
+    if not is_gray(px[:, :, :3]):
+        return img, False
+    icc = img.meta.icc_profile
+    if icc and icc[16:20] != b"GRAY":
+        return img, True
+    new = px[:, :, [0, 3]] if px.shape[2] == 4 else px[:, :, :1]
+    meta = ImageMeta(**{**img.meta.__dict__, "warnings": (*img.meta.warnings, "RGB with identical channels: written as grayscale")})
+    return DecodedImage(img.path, img.rel_path, np.ascontiguousarray(new), meta), True

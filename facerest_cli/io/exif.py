@@ -132,6 +132,18 @@ def add_exif_ifds(tiff: bytes, exif: bytes | None) -> tuple[bytes, list[str]]:
     """
     if not exif:
         return tiff, []
+    import io
+
+    buf = io.BytesIO(tiff)
+    warnings = append_exif_ifds(buf, exif)
+    return buf.getvalue(), warnings
+
+
+def append_exif_ifds(f, exif: bytes | None) -> list[str]:
+    """``add_exif_ifds`` on a file opened for reading and writing (a streamed TIFF: only its header and IFD0 are
+    read back, the image data is never loaded). Nothing is written when it returns a warning."""
+    if not exif:
+        return []
     from PIL import Image, TiffImagePlugin
 
     try:
@@ -139,27 +151,29 @@ def add_exif_ifds(tiff: bytes, exif: bytes | None) -> tuple[bytes, list[str]]:
         e.load(exif)
         subs = {tag: {k: v for k, v in e.get_ifd(tag).items() if k != INTEROP_IFD} for tag in (EXIF_IFD, GPS_IFD)}
     except Exception:  # noqa: BLE001
-        return tiff, ["EXIF could not be parsed: its Exif/GPS sub-IFDs were not carried"]
+        return ["EXIF could not be parsed: its Exif/GPS sub-IFDs were not carried"]
     subs = {tag: d for tag, d in subs.items() if d}
     if not subs:
-        return tiff, []
+        return []
+    f.seek(0)
+    ifh = f.read(8)
     try:
-        bo = _byte_order(tiff)
+        bo = _byte_order(ifh)
     except ValueError:
-        return tiff, ["BigTIFF output: EXIF sub-IFDs (capture date, exposure, GPS) were not carried"]
-    (ifd0,) = struct.unpack_from(bo + "I", tiff, 4)
-    (n,) = struct.unpack_from(bo + "H", tiff, ifd0)
-    entries = [tiff[ifd0 + 2 + 12 * i: ifd0 + 14 + 12 * i] for i in range(n)]
-    (next_ifd,) = struct.unpack_from(bo + "I", tiff, ifd0 + 2 + 12 * n)
+        return ["BigTIFF output: EXIF sub-IFDs (capture date, exposure, GPS) were not carried"]
+    (ifd0,) = struct.unpack_from(bo + "I", ifh, 4)
+    f.seek(ifd0)
+    (n,) = struct.unpack(bo + "H", f.read(2))
+    raw = f.read(12 * n + 4)
+    entries = [raw[12 * i: 12 * i + 12] for i in range(n)]
+    (next_ifd,) = struct.unpack_from(bo + "I", raw, 12 * n)
     entries = [en for en in entries if struct.unpack_from(bo + "H", en)[0] not in subs]
 
-    out = bytearray(tiff)
-    if len(out) % 2:
-        out += b"\0"
-    new_ifd0 = len(out)
+    end = f.seek(0, 2)
+    pad = b"\0" if end % 2 else b""
+    new_ifd0 = end + len(pad)
     size0 = 2 + 12 * (len(entries) + len(subs)) + 4
     pos = new_ifd0 + size0
-    ifh = tiff[:8]
     blobs = []
     for tag, values in sorted(subs.items()):
         ifd = TiffImagePlugin.ImageFileDirectory_v2(ifh, group=tag)
@@ -172,12 +186,13 @@ def add_exif_ifds(tiff: bytes, exif: bytes | None) -> tuple[bytes, list[str]]:
         entries.append(struct.pack(bo + "HHII", tag, 4, 1, pos))
         blobs.append(blob + (b"\0" if len(blob) % 2 else b""))
         pos += len(blobs[-1])
+    if pos > 0xFFFFFFFF:
+        return ["TIFF too large for EXIF sub-IFDs: they were not carried"]
     entries.sort(key=lambda en: struct.unpack_from(bo + "H", en)[0])
-    out += struct.pack(bo + "H", len(entries)) + b"".join(entries) + struct.pack(bo + "I", next_ifd)
+    f.write(pad + struct.pack(bo + "H", len(entries)) + b"".join(entries) + struct.pack(bo + "I", next_ifd))
     for blob in blobs:
-        out += blob
-    if len(out) > 0xFFFFFFFF:
-        return tiff, ["TIFF too large for EXIF sub-IFDs: they were not carried"]
-    struct.pack_into(bo + "I", out, 4, new_ifd0)
-    return bytes(out), []
-
+        f.write(blob)
+    f.seek(4)
+    f.write(struct.pack(bo + "I", new_ifd0))
+    f.seek(0, 2)
+    return []

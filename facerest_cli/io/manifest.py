@@ -23,9 +23,9 @@ import stat
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, ClassVar, Iterable, Sequence
 
 from facerest_cli import __version__
 from facerest_cli.config import RunConfig
@@ -52,6 +52,7 @@ _NEUTRAL_OPTIONS = (
     ("restore", "batch_size"),
     ("restore", "compile"),
     ("restore", "channels_last"),
+    ("engine",),  # local or Ray, and Ray's pool sizes: the same bytes either way (tests/engines)
 )
 
 
@@ -179,6 +180,30 @@ def _read_jsonl(path: Path) -> list[dict]:
 
 def _line(obj: dict) -> bytes:
     return (json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
+
+
+@dataclass(frozen=True)
+class ResumeSummary:
+    """summary.json ``resume``: how this run used the earlier one's work."""
+
+    key: ClassVar[str] = "resume"
+    mode: str
+    already_done: int
+    processed_again: dict[str, int]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class StaleTempsSummary:
+    """summary.json ``stale_temp_files_removed``: temp files a killed run left, removed at the start."""
+
+    key: ClassVar[str] = "stale_temp_files_removed"
+    count: int
+
+    def to_json(self) -> int:
+        return self.count
 
 
 class RunManifest:
@@ -330,9 +355,6 @@ class RunManifest:
 
     def _entry(self, frame: Any, key: str, st: _Stat, outputs: list[str]) -> dict:
         item: InputItem = frame.item
-        if self.cfg.output.preserve_times:
-            for o in outputs:
-                os.utime(o, ns=(st.atime_ns, st.mtime_ns))
         out_root = os.path.abspath(self.out_dir)
         return {
             "input": key,
@@ -364,10 +386,10 @@ class RunManifest:
             for e in self.done:
                 result.outputs.extend(str(self.out_dir / o["path"]) for o in e["outputs"])
                 result.warnings.extend({"path": e["source"], "warning": w} for w in e.get("warnings", []))
-            result.extra["resume"] = {"mode": self.mode, "already_done": len(self.done), "processed_again": dict(self.reasons)}
+            result.add_summary(ResumeSummary(self.mode, len(self.done), dict(self.reasons)))
         result.warnings.extend(self.warnings)
         if self.stale_temps:
-            result.extra["stale_temp_files_removed"] = self.stale_temps
+            result.add_summary(StaleTempsSummary(self.stale_temps))
         self.release()
 
     def release(self) -> None:

@@ -19,6 +19,7 @@ import numpy as np
 
 from facerest_cli.config import OUTPUT_FORMATS
 from facerest_cli.errors import DiskFullError, FacerestError
+from facerest_cli.pixels import from_float, to_uint8
 from facerest_cli.types import ImageMeta
 
 _EXT_FOR_FORMAT = {"JPEG": ".jpg", "PNG": ".png", "TIFF": ".tif", "BMP": ".bmp", "WEBP": ".webp"}
@@ -60,14 +61,15 @@ def is_inside(path: Path | str, root: Path | str) -> bool:
 
 
 @contextlib.contextmanager
-def atomic_open(path: Path) -> Iterator[BinaryIO]:
+def atomic_open(path: Path, *, readable: bool = False) -> Iterator[BinaryIO]:
     """``with atomic_open(p) as f: f.write(...)``: streamed version of ``atomic_write_bytes`` (same temp naming,
-    fsync, rename; nothing at ``path`` changes if the block raises)."""
+    fsync, rename; nothing at ``path`` changes if the block raises). ``readable``: ``f`` may also be read back
+    (a streamed TIFF whose IFD0 is patched after the image data)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = create_temp(path.parent)
+    fd, tmp = create_temp(path.parent, readable=readable)
     try:
-        with os.fdopen(fd, "wb") as f:
+        with os.fdopen(fd, "r+b" if readable else "wb") as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
@@ -122,13 +124,14 @@ def disk_full(path: Path | str) -> DiskFullError:
     )
 
 
-def create_temp(directory: Path) -> tuple[int, str]:
+def create_temp(directory: Path, readable: bool = False) -> tuple[int, str]:
     """A new hidden temp file in ``directory``, created with mode 0o666 so the umask applies (mkstemp's 0o600
     would leave every output unreadable to the user's group)."""
+    access = os.O_RDWR if readable else os.O_WRONLY
     for _ in range(100):
         name = os.path.join(directory, f"{TEMP_PREFIX}{secrets.token_hex(6)}{TEMP_SUFFIX}")
         try:
-            return os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), name
+            return os.open(name, access | os.O_CREAT | os.O_EXCL, 0o666), name
         except FileExistsError:
             continue
     raise FileExistsError(f"could not create a temporary file in {directory}")
@@ -158,16 +161,7 @@ def _exif_upright(exif: bytes | None) -> bytes | None:
     return upright_exif(exif)
 
 
-def to_8bit(pixels: np.ndarray) -> np.ndarray:
-    """uint16 -> uint8 by rounding v / 257, a band of rows at a time (no full-size 32-bit copy of a big scan)."""
-    out = np.empty(pixels.shape, np.uint8)
-    step = max(1, (1 << 18) // max(1, pixels.shape[1] * pixels.shape[2]))  # ~1 MB of uint32 per band
-    for y in range(0, pixels.shape[0], step):
-        band = pixels[y : y + step].astype(np.uint32)
-        band += 128
-        band //= 257
-        out[y : y + step] = band
-    return out
+to_8bit = to_uint8  # the name detect/ uses
 
 
 def _png_chunk(kind: bytes, body: bytes) -> bytes:
@@ -311,10 +305,32 @@ class ImageSink:
         self.warnings: list[str] = []
         self._written = False
 
-    def write(self, pixels: np.ndarray, frame) -> None:
-        """``frame``: the pipeline's ``Frame`` (its decoded image carries the metadata to keep)."""
+    @property
+    def writes_bands(self) -> bool:
+        """TIFF and PNG are written as the rows arrive (``upsample.stream``): a band-produced output
+        (``blend.compose.BandImage``) is then never held whole. Other formats' encoders need the whole image."""
+        from facerest_cli.upsample.stream import STREAMABLE_FORMATS
+
+        return self.fmt in STREAMABLE_FORMATS
+
+    def write(self, pixels, frame) -> None:
+        """``pixels``: ``(H, W, C)`` as decoded (dtype, channels), or a ``blend.compose.BandImage`` of that layout;
+        ``frame.image.meta`` is the metadata to carry (the same in both cases)."""
+        if not isinstance(pixels, np.ndarray):
+            if self.writes_bands:
+                self._write_bands(pixels, frame.image.meta)
+                return
+            pixels = pixels.array()  # JPEG, WebP, BMP: one integer array (never float), then the usual encoder
         data, self.warnings = encode_image(pixels, self.fmt, frame.image.meta, self.quality)
         atomic_write_bytes(self.path, data)
+        self._written = True
+
+    def _write_bands(self, image, meta: ImageMeta) -> None:
+        from facerest_cli.upsample.stream import write_png_stream, write_tiff_stream
+
+        writer = write_tiff_stream if self.fmt == "TIFF" else write_png_stream
+        self.warnings = writer(self.path, image, image.shape, image.dtype, icc_profile=meta.icc_profile, dpi=meta.dpi,
+                               xmp=meta.xmp, exif=_exif_upright(meta.exif))
         self._written = True
 
     def finish(self) -> list[str]:
@@ -322,3 +338,52 @@ class ImageSink:
 
     def abort(self) -> None:
         """Nothing to undo: the only write is atomic, so there is no partial file."""
+
+
+class PreserveTimes:
+    """A sink step for ``--preserve-times``: once the wrapped sink has finished, each output gets its input's
+    access and modification times. Wraps any ``FrameSink``; everything else passes through."""
+
+    def __init__(self, sink, source: Path):
+        self.sink = sink
+        self.source = Path(source)
+
+    def __getattr__(self, name: str):
+        return getattr(self.sink, name)
+
+    def write(self, pixels: np.ndarray, frame) -> None:
+        self.sink.write(pixels, frame)
+
+    def finish(self) -> list[str]:
+        outs = self.sink.finish()
+        st = os.stat(self.source)
+        for o in outs:
+            os.utime(o, ns=(st.st_atime_ns, st.st_mtime_ns))
+        return outs
+
+    def abort(self) -> None:
+        self.sink.abort()
+
+
+class CropSaver:
+    """``--save-crops``: the aligned input and restored crop of every face as PNGs under ``OUT/faces/``, written
+    atomically; the paths go into the face's report record."""
+
+    def __init__(self, out_dir: Path):
+        self.root = Path(out_dir) / "faces"
+
+    def save(self, rel_path: Path, frame_index: int | None, faces) -> None:
+        """``faces``: the frame's ``FaceState``s (restored crops set). ``frame_index`` for video frames."""
+        import cv2
+
+        folder = self.root / Path(rel_path).parent
+        stem = Path(rel_path).stem + (f"_f{frame_index:06d}" if frame_index is not None else "")
+        for f in faces:
+            pairs = (("input", to_uint8(f.crop)), ("restored", from_float(f.restored, np.uint8)))
+            for tag, arr in pairs:
+                path = folder / f"{stem}_face{f.face.index:02d}_{tag}.png"
+                ok, buf = cv2.imencode(".png", arr)
+                if not ok:
+                    raise FacerestError(f"could not encode crop {path}")
+                atomic_write_bytes(path, buf.tobytes())
+                setattr(f.record, f"{tag}_crop", str(path))

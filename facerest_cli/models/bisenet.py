@@ -13,9 +13,13 @@ unchanged. This is *not* the CelebAMask-HQ release order, which ParseNet follows
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from facerest_cli.models.arch import ArchSpec, face
 
 CLASS_NAMES: tuple[str, ...] = (
     "background",  # 0
@@ -210,3 +214,11 @@ def bisenet(**overrides: int) -> BiSeNet:
     """facexlib ``parsing_bisenet.pth`` architecture: ``BiSeNet(num_class=19)``; ``overrides`` replace arguments."""
     kwargs = {"num_class": 19, **overrides}
     return BiSeNet(**kwargs)
+
+
+def _parse(net: BiSeNet, x: Tensor) -> Tensor:
+    return net.parse(x)
+
+
+BISENET = ArchSpec(build=bisenet, call=_parse, meta=MappingProxyType({"face_classes": FACE_CLASSES}),
+                  inputs=(face(512),), bf16=True)

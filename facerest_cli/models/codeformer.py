@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from facerest_cli.models.arch import ArchSpec, face
 from facerest_cli.models.vqgan import Codebook, ResBlock, VQEncoder, VQGenerator
 
 # The VQGAN CodeFormer is built on: VQAutoEncoder(512, 64, [1, 2, 2, 4, 4, 8], 'nearest', 2, [16], codebook_size).
@@ -216,3 +217,12 @@ _OFFICIAL: dict[str, Any] = {
 def codeformer(**overrides: Any) -> CodeFormer:
     """CodeFormer with the official constructor arguments (``codeformer.pth``, ``params_ema``)."""
     return CodeFormer(**{**_OFFICIAL, **overrides})
+
+
+def _restore(net: CodeFormer, x: torch.Tensor, *, fidelity: float = 0.5) -> torch.Tensor:
+    # inference_codeformer.py: ``net(cropped_face_t, w=w, adain=True)[0]``.
+    return net(x, w=fidelity, adain=True)[0]
+
+
+CODEFORMER = ArchSpec(build=codeformer, call=_restore, options=("fidelity",), inputs=(face(512),),
+                      fp32_scopes=("encoder", "feat_emb", "ft_layers", "idx_pred_layer"))

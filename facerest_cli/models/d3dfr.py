@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from facerest_cli.models.arch import ArchSpec, face
 from facerest_cli.models.resnet import resnet18, resnet50
 
 # (name, width) of each final 1x1 conv, in output order; 80+64+80+3+27+2+1 = 257
@@ -76,3 +77,6 @@ def split_coeffs(coeffs: torch.Tensor) -> dict[str, torch.Tensor]:
 def d3dfr_resnet50(**overrides) -> ReconNet:
     """Deep3DFaceRecon ``ReconNetWrapper('resnet50', use_last_fc=False, init_path=None)``."""
     return ReconNet(**{"net_recon": "resnet50", "use_last_fc": False, "init_path": None, **overrides})
+
+
+D3DFR_RESNET50 = ArchSpec(build=d3dfr_resnet50, inputs=(face(224),))

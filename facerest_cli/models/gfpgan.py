@@ -26,6 +26,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from facerest_cli.models.arch import ArchSpec, face
+
 _LRELU_SLOPE = 0.2
 _DEMOD_EPS = 1e-8
 
@@ -429,3 +431,11 @@ def gfpgan_v1_clean(**overrides: Any) -> GFPGANv1Clean:
     )
     kwargs.update(overrides)
     return GFPGANv1Clean(**kwargs)
+
+
+def _restore(net: GFPGANv1Clean, x: Tensor) -> Tensor:
+    # GFPGANer.enhance: ``output = net(x, return_rgb=False, weight=0.5)[0]``; we keep the stored noise (deterministic).
+    return net(x, return_rgb=False, randomize_noise=False)[0]
+
+
+GFPGAN_V1_CLEAN = ArchSpec(build=gfpgan_v1_clean, call=_restore, inputs=(face(512),), bf16=True)

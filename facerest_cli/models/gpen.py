@@ -15,6 +15,7 @@ from typing import Callable, Mapping, Sequence
 import torch
 from torch import nn
 
+from facerest_cli.models.arch import ArchSpec, face
 from facerest_cli.models.stylegan2_ops import (
     ConvLayer,
     EqualLinear,
@@ -297,3 +298,10 @@ def gpen_bfr_512(**overrides: object) -> FullGenerator:
     kwargs: dict = dict(size=512, style_dim=512, n_mlp=8, channel_multiplier=2, narrow=1, lr_mlp=0.01, isconcat=True)
     kwargs.update(overrides)
     return FullGenerator(**kwargs)
+
+
+def _restore(net: FullGenerator, x: torch.Tensor) -> torch.Tensor:
+    return net(x)[0]
+
+
+GPEN_BFR_512 = ArchSpec(build=gpen_bfr_512, call=_restore, inputs=(face(512),), bf16=True)

@@ -13,6 +13,8 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from facerest_cli.models.arch import ArchSpec, face
+
 
 def _conv3x3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
@@ -130,3 +132,7 @@ def iresnet50(**overrides: Any) -> IResNet:
 def iresnet100(**overrides: Any) -> IResNet:
     """ArcFace iResNet-100 (``get_model('r100', fp16=False, num_features=512, dropout=0)``), stages [3, 13, 30, 3]."""
     return _iresnet((3, 13, 30, 3), overrides)
+
+
+IRESNET50 = ArchSpec(build=iresnet50, inputs=(face(112),))
+IRESNET100 = ArchSpec(build=iresnet100, inputs=(face(112),))

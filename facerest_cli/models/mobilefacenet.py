@@ -14,6 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from facerest_cli.models.arch import ArchSpec, face
+
 
 class ConvBlock(nn.Module):
     """conv (no bias) -> BN -> per-channel PReLU."""
@@ -119,3 +121,6 @@ class MobileFaceNet(nn.Module):
 def mobilefacenet(**overrides: Any) -> MobileFaceNet:
     """bubbliiiing ``arcface_mobilefacenet.pth`` (CASIA-WebFace, ArcFace loss): ``MobileFaceNet(embedding_size=128)``."""
     return MobileFaceNet(**{"embedding_size": 128, **overrides})
+
+
+MOBILEFACENET = ArchSpec(build=mobilefacenet, inputs=(face(112),))

@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from facerest_cli.models.arch import ArchSpec, face
+
 # (input multiplier, output multiplier, stride) of the 13 separable blocks, named as in the official file, in
 # units of 32 channels before ``widen_factor`` scales them.
 _BLOCKS: tuple[tuple[str, int, int, int], ...] = (
@@ -119,3 +121,7 @@ def tddfa_mb1(**overrides: Any) -> MobileNetV1:
 def tddfa_mb05(**overrides: Any) -> MobileNetV1:
     """3DDFA_V2 ``mb05_120x120.pth``: official arguments ``widen_factor=0.5, num_classes=62, size=120, mode='small'``."""
     return _tddfa(dict(widen_factor=0.5, num_classes=62, size=120, mode="small"), overrides)
+
+
+TDDFA_MB1 = ArchSpec(build=tddfa_mb1, inputs=(face(120),))
+TDDFA_MB05 = ArchSpec(build=tddfa_mb05, inputs=(face(120),))

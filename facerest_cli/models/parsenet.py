@@ -13,9 +13,12 @@ same ParseNet. This differs from BiSeNet's order (``bisenet.CLASS_NAMES``): one 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from types import MappingProxyType
 
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from facerest_cli.models.arch import ArchSpec, face
 
 CLASS_NAMES: tuple[str, ...] = (
     "background",  # 0
@@ -219,3 +222,11 @@ def parsenet(**overrides: object) -> ParseNet:
     """
     kwargs: dict[str, object] = {"in_size": 512, "out_size": 512, "parsing_ch": 19, **overrides}
     return ParseNet(**kwargs)  # type: ignore[arg-type]
+
+
+def _parse(net: ParseNet, x: Tensor) -> Tensor:
+    return net.parse(x)
+
+
+PARSENET = ArchSpec(build=parsenet, call=_parse, meta=MappingProxyType({"face_classes": FACE_CLASSES}),
+                   inputs=(face(512),), bf16=True)

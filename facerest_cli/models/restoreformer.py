@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from facerest_cli.models.arch import ArchSpec, face
+
 QuantInfo = tuple[Tensor, Tensor, Tensor, Tensor]
 
 
@@ -424,3 +426,11 @@ def restoreformer_pp(**overrides: Any) -> RestoreFormer:
     args: dict[str, Any] = {"head_size": 4, "ex_multi_scale_num": 1}
     args.update(overrides)
     return RestoreFormer(**args)
+
+
+def _restore(net, x: torch.Tensor) -> torch.Tensor:
+    return net.restore(x)
+
+
+RESTOREFORMER_PP = ArchSpec(build=restoreformer_pp, call=_restore, inputs=(face(512),),
+                            fp32_scopes=("encoder", "quant_conv", "quantize"))

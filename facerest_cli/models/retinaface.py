@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from facerest_cli.models.arch import ArchSpec, TensorSpec
 from facerest_cli.models.resnet import resnet50
 
 # facexlib's cfg_mnet / cfg_re50: the anchor layout both facexlib nets were trained with
@@ -297,3 +298,17 @@ def decode_landmarks(landms: torch.Tensor, priors: torch.Tensor, variances: Sequ
     pts = landms.unflatten(-1, (5, 2))
     out = priors[..., None, :2] + pts * variances[0] * priors[..., None, 2:]
     return out.flatten(-2)
+
+
+# Detection runs on whole images of any size: H and W stay dynamic (one image per call, BGR minus the means).
+_IMAGE = TensorSpec((1, 3, 512, 512), dynamic=(2, 3))
+
+
+def _anchors(min_sizes: Sequence[Sequence[int]]) -> dict:
+    # The anchor layout decodes the outputs; a backend-compiled network has no torch module to carry it.
+    return {"min_sizes": tuple(tuple(s) for s in min_sizes), "steps": STEPS, "variances": VARIANCES}
+
+
+RETINAFACE_MNET = ArchSpec(build=retinaface_mnet, inputs=(_IMAGE,), meta=_anchors(MIN_SIZES))
+RETINAFACE_MNET_1MB = ArchSpec(build=retinaface_mnet_1mb, inputs=(_IMAGE,), meta=_anchors(MIN_SIZES_1MB))
+RETINAFACE_R50 = ArchSpec(build=retinaface_r50, inputs=(_IMAGE,), meta=_anchors(MIN_SIZES))

@@ -9,11 +9,13 @@ feature maps with a learned sigmoid mask (AFFB) and concatenates the result as i
 
 from __future__ import annotations
 
+from types import MappingProxyType
 from typing import Sequence
 
 import torch
 from torch import nn
 
+from facerest_cli.models.arch import ArchSpec, TensorSpec, face
 from facerest_cli.models.gpen import BLUR_TAPS, StyledConv, StyleSynthesis, add_encoder, run_encoder, stylegan_channels
 from facerest_cli.models.stylegan2_ops import ConvLayer, EqualLinear, PixelNorm
 
@@ -129,3 +131,13 @@ def sgpn(**overrides: object) -> FullGeneratorSGPN:
     Inputs/outputs as ``FullGeneratorSGPN.forward``.
     """
     return FullGeneratorSGPN(**overrides)  # type: ignore[arg-type]
+
+
+def _restore(net, x: torch.Tensor, render: torch.Tensor, coeff: torch.Tensor) -> torch.Tensor:
+    # ``render`` is normalised like the face ([-1, 1]); ``coeff`` are D3DFR's 257 coefficients as regressed.
+    return net(im_LR=x, im_D3D=render, coeff_D3D=coeff)
+
+
+# ``prior``: the 3D-prior tensors the restorer call takes after the face, in order (facerest_cli.prior.types).
+SGPN = ArchSpec(build=sgpn, call=_restore, meta=MappingProxyType({"prior": ("render", "coeff")}),
+                inputs=(face(512), face(512), TensorSpec((1, 257))), bf16=True)

@@ -18,6 +18,7 @@ from facerest_cli.errors import WeightsError
 if TYPE_CHECKING:
     import torch
 
+    from facerest_cli.registry import Execution, Model
     from facerest_cli.weights.cache import WeightsStore
 
 CROP = 224
@@ -64,29 +65,26 @@ def align_matrix(lm5: np.ndarray, ref5: np.ndarray, image_hw: tuple[int, int]) -
 class D3dfr:
     """The ResNet-50 coefficient regressor with its alignment reference."""
 
-    def __init__(self, net: "torch.nn.Module", ref5: np.ndarray, device: str = "cpu"):
+    def __init__(self, model: "Model", ref5: np.ndarray):
         import torch
 
-        self.device = torch.device(device)
-        self.net = net.to(self.device).eval()
-        for p in self.net.parameters():
-            p.requires_grad_(False)
+        self.model = model
+        self.device = torch.device(model.device)
         self.ref5 = ref5
 
     @classmethod
-    def load(cls, store: "WeightsStore", device: str = "cpu") -> "D3dfr":
+    def load(cls, store: "WeightsStore", device: str = "cpu", execution: "Execution | None" = None) -> "D3dfr":
         from scipy.io import loadmat
 
-        from facerest_cli.weights.loader import load_model
+        from facerest_cli.registry import build
 
-        entry = store.registry.get("d3dfr")
-        net = load_model(entry, store.ensure("d3dfr", "epoch_20.pth"), entry.file("epoch_20.pth"))
+        model = build("d3dfr", store, device, execution=execution, role="prior")
         mat = store.ensure("d3dfr", "similarity_Lm3D_all.mat", progress=False)
         try:
             lm = loadmat(str(mat))["lm"]
         except (KeyError, ValueError, OSError) as e:
             raise WeightsError(f"{mat}: no 68x3 'lm' array ({e})") from None
-        return cls(net, reference_five(lm), device)
+        return cls(model, reference_five(lm))
 
     def crops(self, images: Sequence[np.ndarray], landmarks: Sequence[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
         """Aligned 224 crops (N, 224, 224, 3) uint8 BGR and their image -> crop matrices."""
@@ -109,4 +107,4 @@ class D3dfr:
 
         x = torch.from_numpy(np.ascontiguousarray(crops_bgr[..., ::-1].transpose(0, 3, 1, 2))).to(self.device)
         with torch.inference_mode():
-            return self.net(x.float() / 255.0).float().cpu().numpy()
+            return self.model(self.model.normalise_uint8(x)).float().cpu().numpy()

@@ -40,10 +40,13 @@ def screen_meshes_to_camera(screen):
 
 
 class SgpnPriorBuilder:
-    def __init__(self, d3dfr: "D3dfr", renderer: "Renderer", size: int, *, bfm09: "Bfm09 | None" = None,
+    def __init__(self, d3dfr: "D3dfr | None", renderer: "Renderer", size: int, *, bfm09: "Bfm09 | None" = None,
                  dense: "DenseBfm | None" = None):
+        """``d3dfr`` None: no coefficients (a restorer that takes only the mean-face render)."""
         if bfm09 is None and dense is None:
             raise ValueError("SGPN needs BFM09 or the dense 3DDFA mesh to render")
+        if bfm09 is not None and d3dfr is None:
+            raise ValueError("the BFM09 render needs the D3DFR coefficients")
         self.d3dfr, self.renderer, self.size = d3dfr, renderer, size
         self.bfm09, self.dense = bfm09, dense
 
@@ -62,8 +65,10 @@ class SgpnPriorBuilder:
         n = len(images)
         if n == 0:
             return []
-        crops, mats = self.d3dfr.crops(images, lm5)
-        coeffs = self.d3dfr.coeffs(crops)
+        coeffs = None
+        if self.d3dfr is not None:
+            crops, mats = self.d3dfr.crops(images, lm5)
+            coeffs = self.d3dfr.coeffs(crops)
         S = self.size
         if self.bfm09 is not None:
             screen224, colors = self.bfm09.reconstruct(torch.from_numpy(coeffs))
@@ -83,7 +88,8 @@ class SgpnPriorBuilder:
             meshes = Meshes(verts, torch.from_numpy(self.dense.tri))
             images_out = self.renderer.render(meshes, Cameras.identity(n), (S, S), shade=True).images
         renders = images_out.cpu().numpy().astype(np.float32)
-        return [SgpnPrior(render=renders[i], coeff=coeffs[i].astype(np.float32), source=self.source) for i in range(n)]
+        return [SgpnPrior(render=renders[i], coeff=None if coeffs is None else coeffs[i].astype(np.float32),
+                          source=self.source) for i in range(n)]
 
 
 def crop_space_vertices(image_verts: np.ndarray, matrix: np.ndarray) -> np.ndarray:

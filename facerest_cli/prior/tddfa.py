@@ -27,6 +27,7 @@ from facerest_cli.prior.pose import camera_angles
 if TYPE_CHECKING:
     import torch
 
+    from facerest_cli.registry import Execution, Model
     from facerest_cli.weights.cache import WeightsStore
 
 SIZE = 120
@@ -147,32 +148,31 @@ def unmirror_camera(p: np.ndarray) -> np.ndarray:
 class Tddfa:
     """A loaded 3DDFA regressor with its parameter statistics and the sparse BFM."""
 
-    def __init__(self, name: str, net: "torch.nn.Module", mean: np.ndarray, std: np.ndarray, sparse: SparseBfm,
-                 device: str = "cpu"):
+    def __init__(self, model: "Model", mean: np.ndarray, std: np.ndarray, sparse: SparseBfm):
         import torch
 
-        self.name = name
-        self.device = torch.device(device)
-        self.net = net.to(self.device).eval()
-        for p in self.net.parameters():
-            p.requires_grad_(False)
+        self.model = model
+        self.name = model.name
+        self.device = torch.device(model.device)
         self.mean = np.asarray(mean, np.float64).reshape(62)
         self.std = np.asarray(std, np.float64).reshape(62)
         self.sparse = sparse
 
     @classmethod
-    def load(cls, store: "WeightsStore", name: str = "3ddfa-mb05", device: str = "cpu") -> "Tddfa":
-        from facerest_cli.weights.loader import load_model, numpy_pickle_load_safe
+    def load(cls, store: "WeightsStore", name: str = "3ddfa-mb05", device: str = "cpu",
+             execution: "Execution | None" = None) -> "Tddfa":
+        from facerest_cli.registry import build
+        from facerest_cli.weights.loader import numpy_pickle_load_safe
 
         if name not in REGRESSORS:
             raise UsageError(f"unknown 3D prior regressor {name!r}; choose one of {', '.join(REGRESSORS)}")
-        net = load_model(store.registry.get(name), store.ensure(name, progress=False))
+        model = build(name, store, device, execution=execution, role="prior")
         stats = numpy_pickle_load_safe(store.ensure("3ddfa-config", progress=False))
         try:
             mean, std = stats["mean"], stats["std"]
         except (KeyError, TypeError):
             raise WeightsError("3ddfa-config: param_mean_std_62d_120x120.pkl has no 'mean'/'std'") from None
-        return cls(name, net, mean, std, SparseBfm.load(store), device)
+        return cls(model, mean, std, SparseBfm.load(store))
 
     def regress(self, crops: np.ndarray) -> np.ndarray:
         """(N, 120, 120, 3) uint8 BGR crops -> (N, 62) de-normalised parameters (float64)."""
@@ -181,9 +181,8 @@ class Tddfa:
         if len(crops) == 0:
             return np.zeros((0, 62))
         x = torch.from_numpy(np.ascontiguousarray(np.asarray(crops).transpose(0, 3, 1, 2))).to(self.device)
-        x = (x.float() - 127.5) / 128.0
         with torch.inference_mode():
-            out = self.net(x).double().cpu().numpy()
+            out = self.model(self.model.normalise_uint8(x)).double().cpu().numpy()
         return out * self.std + self.mean
 
     def fit(self, pixels: np.ndarray, rois: Sequence[np.ndarray]) -> list[TddfaFit]:

@@ -20,5 +20,5 @@ class SgpnPrior:
     """
 
     render: np.ndarray
-    coeff: np.ndarray
+    coeff: np.ndarray | None  # None when the restorer takes only the render (3diffusion, mean-face render)
     source: str = "bfm09"

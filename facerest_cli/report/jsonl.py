@@ -7,7 +7,6 @@ most a torn last line, which readers skip (``read_records``) and ``--resume`` tr
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -15,8 +14,7 @@ from facerest_cli.types import FaceRecord
 
 
 def record_to_json(rec: FaceRecord) -> str:
-    d = {k: v for k, v in asdict(rec).items() if v is not None and v != []}
-    return json.dumps(d, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return json.dumps(rec.to_json(), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
 class ReportWriter:

@@ -27,7 +27,8 @@ def build_summary(result: Any, options: dict, extra: dict | None = None) -> dict
         "warnings": result.warnings,
         "options": options,
     }
-    d.update(getattr(result, "extra", None) or {})  # batch stages' summaries, resume counts, out-of-memory notes
+    for key, s in result.summaries.items():  # typed: batch stages, resume counts, out-of-memory notes
+        d[key] = s.to_json()
     if extra:
         d.update(extra)
     return d

@@ -18,6 +18,7 @@ import numpy as np
 
 from facerest_cli.errors import FacerestError
 from facerest_cli.io.sinks import atomic_write_bytes
+from facerest_cli.pixels import from_float, to_uint8
 
 THUMB_DIR = "report_thumbs"
 THUMB_SIZE = 128
@@ -36,11 +37,10 @@ def thumb_stem(source: str, face_index: int, frame: int | None = None) -> str:
 
 
 def _to_uint8(crop: np.ndarray) -> np.ndarray:
-    if crop.dtype == np.uint8:
-        return crop
-    if crop.dtype == np.uint16:
-        return ((crop.astype(np.uint32) + 128) // 257).astype(np.uint8)
-    return np.clip(np.rint(crop.astype(np.float32) * 255.0), 0, 255).astype(np.uint8)
+    """uint8 / uint16 / float [0, 1] crop -> uint8."""
+    if crop.dtype.kind == "f":
+        return from_float(crop, np.uint8)
+    return to_uint8(crop)
 
 
 def thumbnail(crop: np.ndarray, size: int = THUMB_SIZE) -> bytes:

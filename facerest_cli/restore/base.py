@@ -15,6 +15,10 @@ if TYPE_CHECKING:
 
 @runtime_checkable
 class Restorer(Protocol):
+    """Optional attributes the runtime honours: ``prior_fields`` (which 3D-prior arrays the call takes) and
+    ``needs_keys`` (the call also takes ``keys=``, one stable name per face: ``types.FaceState.key``; seeded
+    diffusion restorers draw each face's noise from it)."""
+
     name: str
     size: int  # crop side S
     template: str  # alignment template name, e.g. "ffhq512"

@@ -1,4 +1,5 @@
-"""Batched restorer inference: numpy crops in, numpy crops out; device, precision and strength handled here.
+"""Batched restorer inference: numpy crops in, numpy crops out; device, memory and strength handled here (the
+network's precision and backend are its own: ``facerest_cli.registry.Execution``).
 
 The only place that moves face crops between host and device. Crops travel as their native integer dtype (a
 quarter of float32's bytes) and are normalised on the device.
@@ -6,11 +7,13 @@ quarter of float32's bytes) and are normalised on the device.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
 from facerest_cli.errors import FacerestError, UsageError
+from facerest_cli.pixels import crops_to_tensor, tensor_to_crops
 from facerest_cli.restore.base import Restorer
 
 
@@ -41,6 +44,18 @@ def resolve_device(name: str) -> str:
     raise UsageError(f"--device must be auto, cpu, cuda, cuda:N or mps; got {name!r}")
 
 
+@dataclass(frozen=True)
+class OutOfMemorySummary:
+    """summary.json ``restore_out_of_memory``: how often the device ran out of memory, and the batch it settled on."""
+
+    key: ClassVar[str] = "restore_out_of_memory"
+    events: int
+    batch_size_after: int | None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 class RestoreRuntime:
     """Runs ``restorer`` on batches of crops.
 
@@ -49,51 +64,39 @@ class RestoreRuntime:
     ``strengths[i] * restored + (1 - strengths[i]) * input`` (so strength 0 gives the input crop back exactly).
     """
 
-    def __init__(self, restorer: Restorer, device: str = "cpu", precision: str = "fp32"):
+    def __init__(self, restorer: Restorer, device: str = "cpu"):
         import torch
 
         self.restorer = restorer
         self.device = torch.device(device)
-        if precision not in ("fp32", "fp16", "bf16"):
-            raise UsageError(f"--precision must be fp32, fp16 or bf16; got {precision!r}")
-        if precision != "fp32" and self.device.type == "cpu":
-            # CPU autocast in half precision is slower than fp32 and less accurate; say so instead of pretending.
-            raise UsageError(f"--precision {precision} needs a GPU (--device cuda); use fp32 on CPU")
-        self.precision = precision
         self.calls = 0
         self.max_batch: int | None = None  # lowered when the device runs out of memory
         self.oom_events = 0
         self.last_notes: list[str] = []  # what the last ``restore`` call had to do (the report notes it per face)
 
-    def _autocast(self):
-        import contextlib
-
-        import torch
-
-        if self.precision == "fp32":
-            return contextlib.nullcontext()
-        dtype = torch.float16 if self.precision == "fp16" else torch.bfloat16
-        return torch.autocast(device_type=self.device.type, dtype=dtype)
-
-    def restore(self, crops: Sequence[np.ndarray], strengths: Sequence[float], prior: Any | None = None) -> np.ndarray:
-        """Restore a batch. If the device runs out of memory the batch is halved and retried (down to one crop),
-        and later batches stay at the size that fitted; ``last_notes`` says so."""
+    def restore(self, crops: Sequence[np.ndarray], strengths: Sequence[float], prior: Any | None = None,
+                keys: Sequence[str] | None = None) -> np.ndarray:
+        """Restore a batch. ``keys`` name the faces for seeded restorers (``needs_keys``). If the device runs out of
+        memory the batch is halved and retried (down to one crop), and later batches stay at the size that fitted;
+        ``last_notes`` says so."""
         self.last_notes = []
         if not len(crops):
             return np.zeros((0, self.restorer.size, self.restorer.size, 3), np.float32)
-        return self._restore_fitting(list(crops), list(strengths), prior)
+        return self._restore_fitting(list(crops), list(strengths), prior, keys)
 
-    def _restore_fitting(self, crops: list[np.ndarray], strengths: list[float], prior: Any | None) -> np.ndarray:
+    def _restore_fitting(self, crops: list[np.ndarray], strengths: list[float], prior: Any | None,
+                         keys: Sequence[str] | None = None) -> np.ndarray:
         import torch
 
         n = len(crops)
         limit = self.max_batch or n
         if n > limit:
-            parts = [self._restore_fitting(crops[i : i + limit], strengths[i : i + limit], _part(prior, i, i + limit))
+            parts = [self._restore_fitting(crops[i : i + limit], strengths[i : i + limit], _part(prior, i, i + limit),
+                                           _part(keys, i, i + limit))
                      for i in range(0, n, limit)]
             return np.concatenate(parts)
         try:
-            return self._restore_batch(crops, strengths, prior)
+            return self._restore_batch(crops, strengths, prior, keys)
         except torch.OutOfMemoryError:  # torch.cuda.OutOfMemoryError is the same class
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
@@ -107,36 +110,49 @@ class RestoreRuntime:
             self.oom_events += 1
             self.last_notes.append(f"{self.device.type} out of memory with a batch of {n}: halved to {half} and retried")
             return np.concatenate([
-                self._restore_fitting(crops[:half], strengths[:half], _part(prior, 0, half)),
-                self._restore_fitting(crops[half:], strengths[half:], _part(prior, half, n)),
+                self._restore_fitting(crops[:half], strengths[:half], _part(prior, 0, half), _part(keys, 0, half)),
+                self._restore_fitting(crops[half:], strengths[half:], _part(prior, half, n), _part(keys, half, n)),
             ])
 
-    def summary(self) -> dict:
+    def summary(self) -> "OutOfMemorySummary | None":
         """For summary.json: only present when memory ran out."""
         if not self.oom_events:
-            return {}
-        return {"restore_out_of_memory": {"events": self.oom_events, "batch_size_after": self.max_batch}}
+            return None
+        return OutOfMemorySummary(events=self.oom_events, batch_size_after=self.max_batch)
 
-    def _restore_batch(self, crops: list[np.ndarray], strengths: list[float], prior: Any | None) -> np.ndarray:
+    def _restore_batch(self, crops: list[np.ndarray], strengths: list[float], prior: Any | None,
+                       keys: Sequence[str] | None = None) -> np.ndarray:
         import torch
 
-        batch = np.stack(crops)  # (N, S, S, 3) BGR
-        maxval = 65535.0 if batch.dtype == np.uint16 else 255.0
-        if batch.dtype == np.uint16:
-            batch = batch.astype(np.int32)  # torch has no uint16 arithmetic on every backend
-        host = torch.from_numpy(batch)
-        if self.device.type == "cuda":
-            host = host.pin_memory()
-        x = host.to(self.device, non_blocking=True).permute(0, 3, 1, 2).flip(1).float().div_(maxval)  # RGB [0,1]
+        x = _crops_tensor(crops, self.device)  # (N, 3, S, S) RGB [0, 1]
         s = torch.tensor(list(strengths), dtype=torch.float32, device=self.device).view(-1, 1, 1, 1)
         with torch.inference_mode():
-            with self._autocast():
-                y = self.restorer(x, prior=prior) if self.restorer.needs_prior else self.restorer(x)
+            # Precision is the network's own (registry.Execution, applied by its backend), never the runtime's.
+            kw: dict[str, Any] = {"prior": prior} if self.restorer.needs_prior else {}
+            if getattr(self.restorer, "needs_keys", False):
+                kw["keys"] = keys
+            y = self.restorer(x, **kw)
             y = y.float().clamp(0.0, 1.0)
-            out = torch.where(s >= 1.0, y, torch.where(s <= 0.0, x, s * y + (1.0 - s) * x))
-            out = out.flip(1).permute(0, 2, 3, 1).contiguous().cpu().numpy()
+            out = tensor_to_crops(torch.where(s >= 1.0, y, torch.where(s <= 0.0, x, s * y + (1.0 - s) * x)))
         self.calls += 1
         return out
+
+
+def _crops_tensor(crops: list[np.ndarray], device: Any) -> Any:
+    """``(N, 3, S, S)`` float32 RGB [0, 1]; each crop scaled by its own dtype's maximum. The scheduler gathers faces
+    across images, so 8- and 16-bit faces share batches: one ``np.stack`` would make every crop 16-bit and scale
+    the 8-bit faces by 1/65535 (near black)."""
+    kinds = {c.dtype for c in crops}
+    if len(kinds) == 1:
+        return crops_to_tensor(np.stack(crops), device)
+    x = None
+    for dt in sorted(kinds, key=str):
+        idx = [i for i, c in enumerate(crops) if c.dtype == dt]
+        part = crops_to_tensor(np.stack([crops[i] for i in idx]), device)
+        if x is None:
+            x = part.new_empty((len(crops), *part.shape[1:]))
+        x[idx] = part
+    return x
 
 
 def _part(prior: Any | None, a: int, b: int) -> Any | None:

@@ -7,7 +7,6 @@ most ``maxsize`` decoded frames wait in the queue: memory does not depend on the
 
 from __future__ import annotations
 
-import queue
 import threading
 from dataclasses import dataclass
 from fractions import Fraction
@@ -17,11 +16,11 @@ from typing import Iterator
 import numpy as np
 
 from facerest_cli.errors import InputError
+from facerest_cli.streams import END, StoppableQueue
 from facerest_cli.video.color import ColorTags, frame_to_bgr
 from facerest_cli.video.probe import VideoInfo, ffmpeg_reason, open_input
 from facerest_cli.video.ranges import FrameRange
 
-_END = object()
 # Decoding errors tolerated (packets skipped, with a warning) before the video is declared corrupt.
 MAX_BAD_PACKETS = 25
 # A video whose decoded frames stop this long before the stream's declared end is truncated.
@@ -62,8 +61,8 @@ class FrameReader:
         self.total = total
         self.warnings: list[str] = []
         self.offset_pts: int | None = None  # source pts of the first frame kept (the output starts there)
-        self._q: queue.Queue = queue.Queue(maxsize=max(1, maxsize))
         self._stop = threading.Event()
+        self._q = StoppableQueue(max(1, maxsize), self._stop)
         self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------------------------------- consumer
@@ -73,7 +72,7 @@ class FrameReader:
         self._thread.start()
         while True:
             item = self._q.get()
-            if item is _END:
+            if item is END:
                 return
             if isinstance(item, BaseException):
                 raise item
@@ -82,11 +81,7 @@ class FrameReader:
     def close(self) -> None:
         self._stop.set()
         while self._thread is not None and self._thread.is_alive():
-            try:
-                while True:
-                    self._q.get_nowait()
-            except queue.Empty:
-                pass
+            self._q.drain()
             self._thread.join(timeout=0.05)
 
     def __enter__(self) -> "FrameReader":
@@ -98,13 +93,7 @@ class FrameReader:
     # --------------------------------------------------------------------------------------------- thread
 
     def _put(self, obj) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._q.put(obj, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
+        return self._q.put(obj)
 
     def _run(self) -> None:
         try:
@@ -114,7 +103,7 @@ class FrameReader:
         except Exception as e:  # noqa: BLE001 - reported as this video's failure, the run goes on
             self._put(InputError(self.info.path, f"decoding failed: {ffmpeg_reason(e)}"))
         finally:
-            self._put(_END)
+            self._put(END)
 
     def _decode(self) -> None:
         import av

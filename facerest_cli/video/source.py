@@ -9,16 +9,16 @@ batches faces of consecutive frames into the restorer. Records get the frame ind
 from __future__ import annotations
 
 import threading
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterator
+from typing import Any, ClassVar, Iterator
 
 import numpy as np
 
 from facerest_cli.config import RunConfig
 from facerest_cli.errors import InputError, UsageError
 from facerest_cli.io.sources import InputItem
-from facerest_cli.types import DecodedImage, ImageMeta
+from facerest_cli.types import DecodedImage, FaceState, ImageMeta
 from facerest_cli.video.ranges import FrameRange, parse_range
 from facerest_cli.video.stats import VideoReport, VideoStats
 
@@ -64,7 +64,8 @@ class VideoSource:
             self._sinks = [s for s in self._sinks if not s.finished] + [sink]
         return sink
 
-    def frames(self, item: InputItem, sink, pipeline) -> Iterator:
+    def frames(self, item: InputItem, sink, ctx) -> Iterator:
+        """``ctx``: the scheduler's ``pipeline.FrameContext`` (preparer, clock, stop flag, frame factory)."""
         from facerest_cli.video.decode import FrameReader
         from facerest_cli.video.detect import TrackedDetector
         from facerest_cli.video.track import IoUTracker, SceneCuts
@@ -74,9 +75,9 @@ class VideoSource:
         reader = FrameReader(info, self.range, maxsize=self.cfg.queue_size, total=total)
         tracker = IoUTracker(smooth=self.vcfg.smooth)
         cuts = SceneCuts()
-        prep = pipeline.prep
+        prep = ctx.prep
         detect = None if self.cfg.aligned else TrackedDetector(prep, self.cfg.detect, self.vcfg.redetect)
-        clock = pipeline.clock
+        clock = ctx.clock
         try:
             it = iter(reader)
             last_seen = False
@@ -84,11 +85,11 @@ class VideoSource:
                 with clock.timed("decode"):
                     raw = next(it, None)
                 if raw is None:
-                    if not last_seen and not (pipeline.stopping or sink.closed):
+                    if not last_seen and not (ctx.stopping() or sink.closed):
                         raise InputError(item.path, "the video ended before its last frame could be read")
                     break
                 last_seen = raw.last
-                if pipeline.stopping or sink.closed:
+                if ctx.stopping() or sink.closed:
                     return  # the run stops, or this video already failed in the writer: decode no further
                 if raw.index == 0 and self.range.start is not None:
                     # The output starts at the first kept frame: the copied streams are cut and shifted there.
@@ -113,16 +114,17 @@ class VideoSource:
                             lm, box = tr.smoother(d.landmarks, d.box, t)
                             smoothed.append(replace(d, landmarks=lm, box=box))
                         faces = prep.align(raw.pixels, smoothed)
-                fr = pipeline.make_frame(item, sink, img, faces, False, index=raw.index, last=raw.last, timing=raw.timing)
-                for i, rec in enumerate(fr.records):
+                fr = ctx.make_frame(item, sink, img, faces, False, index=raw.index, last=raw.last, timing=raw.timing)
+                for i, fs in enumerate(fr.faces):
+                    rec = fs.record
                     rec.frame = raw.index
                     rec.timestamp = round(raw.timing.time, 6)
                     if tracks is not None:
                         tr = tracks[i]
                         rec.track_id = tr.id
                         if tr.gray is None:
-                            tr.gray = fr.gray_faces[i]
-                        fr.gray_faces[i] = tr.gray  # decided once per track: no colour flicker
+                            tr.gray = fs.gray
+                        fs.gray = tr.gray  # decided once per track: no colour flicker
                     else:
                         rec.track_id = 0
                 if raw.last:
@@ -143,49 +145,69 @@ class VideoSource:
                 s.abort()
 
 
+@dataclass(frozen=True)
+class VideosSummary:
+    """summary.json ``videos``: per-video jitter, tracks and detection passes."""
+
+    key: ClassVar[str] = "videos"
+    videos: list[dict[str, Any]]
+
+    def to_json(self) -> list[dict[str, Any]]:
+        return self.videos
+
+
 class TemporalStage:
     """``BatchStage`` for video faces: keeps each track's blend mask steady, and reports per-video stats.
 
     Masks set by other stages (face parsing) are averaged with the track's previous mask (exponential moving
     average in crop space, which is stable because the crop follows the smoothed landmarks), so the pasted
     region does not flicker. Feathered masks (None) are identical every frame already.
+
+    A track is keyed by its input (``FrameRef.input_id``, unique per input of the run) and track id, and only a
+    mask from the one or two frames just before is blended in: a mask never crosses from one video into another,
+    nor backwards in time.
     """
 
     name = "temporal"
+    needs: frozenset[str] = frozenset({"mask", "record"})
+    provides: frozenset[str] = frozenset({"mask"})
+    finalizes: frozenset[str] = frozenset()
     MASK_EMA = 0.5  # weight of the current frame's mask
+    MAX_GAP = 2  # frames: a mask older than this is not the same moment any more
 
     def __init__(self, report: VideoReport):
         self.report = report
         self._masks: dict[tuple[int, int], tuple[int, np.ndarray, np.ndarray | None]] = {}
 
-    def before_restore(self, jobs) -> None:
+    def before_restore(self, faces: list[FaceState]) -> None:
         pass
 
-    def after_restore(self, jobs) -> list:
-        for j in jobs:
-            fr = j.frame
-            if fr.item.kind != "video" or fr.masks[j.i] is None or j.record.track_id is None:
+    def after_restore(self, faces: list[FaceState]) -> list[FaceState]:
+        for f in faces:
+            fr = f.frame
+            if fr.kind != "video" or f.mask is None or f.record.track_id is None:
                 continue
-            key = (id(fr.sink), j.record.track_id)
-            cur = np.asarray(fr.masks[j.i], np.float32)
+            key = (fr.input_id, f.record.track_id)
+            cur = np.asarray(f.mask, np.float32)
             prev = self._masks.get(key)
             base = None
             if prev is not None:
                 p_index, p_mask, p_base = prev
                 if p_index == fr.index:  # the same face again (a retry): blend with what came before it
                     base = p_base
-                elif fr.index - p_index <= 2 and p_mask.shape == cur.shape:
+                elif 0 < fr.index - p_index <= self.MAX_GAP and p_mask.shape == cur.shape:
                     base = p_mask
             out = cur if base is None else (self.MASK_EMA * cur + (1.0 - self.MASK_EMA) * base).astype(np.float32)
-            fr.masks[j.i] = out
+            f.mask = out
             self._masks[key] = (fr.index, out, base)
         if len(self._masks) > 64:  # drop tracks that ended
             newest = max(v[0] for v in self._masks.values())
             self._masks = {k: v for k, v in self._masks.items() if v[0] >= newest - 8}
         return []
 
-    def summary(self) -> dict:
-        return self.report.summary()
+    def summary(self) -> VideosSummary | None:
+        videos = self.report.summary().get("videos")
+        return VideosSummary(videos) if videos else None
 
 
 def _seconds(duration, time_base, fps) -> float:

@@ -66,7 +66,8 @@ class VideoStats:
         self.faces += n
         self.frames_with_faces += n > 0
         t = getattr(frame.timing, "time", 0.0) or 0.0
-        for face, rec in zip(frame.faces, frame.records):
+        for fs in frame.faces:
+            rec = fs.record
             tid = rec.track_id
             if tid is None:
                 continue
@@ -75,12 +76,12 @@ class VideoStats:
                 ts = self.tracks[tid] = TrackStats(first_frame=frame.index, first_time=t)
             ts.frames += 1
             ts.last_frame, ts.last_time = frame.index, t
-            cos = (rec.identity or {}).get("cosine") if isinstance(rec.identity, dict) else None
+            cos = rec.identity.cosine if rec.identity is not None else None
             if isinstance(cos, (int, float)) and math.isfinite(cos):
                 ts.id_sum += float(cos)
                 ts.id_n += 1
                 ts.id_min = min(ts.id_min, float(cos))
-            self.jitter.add(tid, frame.index, face.matrix)
+            self.jitter.add(tid, frame.index, fs.face.matrix)
         if frame.index % 64 == 0:
             self.jitter.prune(frame.index)
 

@@ -44,6 +44,7 @@ class WeightsConfig:
     retries: int = 3
     backoff_s: float = 1.0
     registry_path: Path | None = None  # FACEREST_REGISTRY: another weights.toml (tests, private mirrors)
+    model_dir: Path | None = None  # $FACEREST_HOME/models: *.toml fragments adding a user's own models
 
     @classmethod
     def from_env(cls, weights_dirs: Sequence[Path] = (), offline: bool | None = None) -> "WeightsConfig":
@@ -65,6 +66,7 @@ class WeightsConfig:
             timeout_s=_env_number("FACEREST_DOWNLOAD_TIMEOUT", 30.0, float),
             retries=int(_env_number("FACEREST_DOWNLOAD_RETRIES", 3, int)),
             registry_path=Path(env["FACEREST_REGISTRY"]) if env.get("FACEREST_REGISTRY") else None,
+            model_dir=home.parent / "models",
         )
 
 
@@ -169,7 +171,7 @@ class WeightsStore:
 
     def __init__(self, config: WeightsConfig, registry: Registry | None = None):
         self.config = config
-        self.registry = registry if registry is not None else load_registry(config.registry_path)
+        self.registry = registry if registry is not None else load_registry(config.registry_path, config.model_dir)
         self.lock = LockFile(config.home / "weights.lock")
         self._hashes = _HashCache(config.home / ".verified.json")
         self._index: list[tuple[Path, str, int]] | None = None

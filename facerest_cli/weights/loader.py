@@ -161,9 +161,11 @@ def load_weights_into(module: "nn.Module", path: Path | str, spec: WeightsFile) 
 
 
 def load_model(entry: WeightsEntry, path: Path | str, file: WeightsFile | None = None, **overrides: Any) -> "nn.Module":
-    """Build ``entry.arch`` with its official constructor arguments, load ``path`` strictly, return it in eval mode."""
+    """Build the file's arch (``file.arch``, else ``entry.arch``) with its official constructor arguments, load
+    ``path`` strictly, return it in eval mode. ``file`` defaults to the entry's first (main) file."""
     from facerest_cli.models.registry import build_arch
 
-    module = build_arch(entry.arch, **overrides)
-    load_weights_into(module, path, file or entry.files[0])
+    spec = file or entry.files[0]
+    module = build_arch(spec.arch or entry.arch, **overrides)
+    load_weights_into(module, path, spec)
     return module.eval()

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -23,8 +23,9 @@ else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
 from facerest_cli.errors import WeightsError
+from facerest_cli.models.registry import is_known
 
-ROLES = ("detector", "restorer", "recognizer", "prior", "parser", "morphable-model")
+ROLES = ("detector", "restorer", "recognizer", "prior", "parser", "morphable-model", "upsampler", "metric")
 COLOR_ORDERS = ("rgb", "bgr", "gray")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
@@ -40,7 +41,9 @@ class WeightsFile:
     whose own hash is ``archive_sha256``). For ``.pth`` files, ``key`` is the container key the state dict sits
     under, ``key_fallback`` the keys tried after it, ``prefix`` a prefix every state-dict key carries in the file,
     ``rename`` maps file keys (after the prefix) to module keys, and ``ignore`` lists file keys the official loader
-    drops (unused heads).
+    drops (unused heads). ``arch`` names the architecture this file loads into when it is not the entry's
+    own: an entry of two networks (DifFace: its UNet is ``entry.arch``, its SwinIR stage a second file with
+    ``arch = "difface_swinir"``); empty means ``entry.arch``.
     """
 
     name: str
@@ -58,6 +61,7 @@ class WeightsFile:
     prefix: str = ""
     rename: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     ignore: tuple[str, ...] = ()
+    arch: str = ""
 
     @property
     def accepted_sha256(self) -> tuple[str, ...]:
@@ -70,13 +74,16 @@ class WeightsFile:
 
 @dataclass(frozen=True)
 class InputSpec:
-    """What the network expects: ``x = (pixel/255 - mean) / std`` in ``color`` order, ``size``×``size``."""
+    """What the network expects: ``x = (p * value_range - mean) / std`` for pixels ``p`` in [0, 1], in ``color``
+    order, ``size``×``size``. ``value_range`` is 1 for nets whose statistics are stated on [0, 1] (ImageNet, [-1, 1]
+    restorers) and 255 for those stated on 0-255 values (RetinaFace's BGR means, 3DDFA, insightface ArcFace)."""
 
     size: int = 0
     mean: tuple[float, ...] = ()
     std: tuple[float, ...] = ()
     color: str = "rgb"
     normalisation: str = ""
+    value_range: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -93,6 +100,8 @@ class WeightsEntry:
     notes: str = ""
     user_import_only: bool = False
     non_commercial: bool = False
+    auto: int | None = None  # rank in its role's ``auto`` choice (lowest first); None: auto never picks it
+    auto_fetch: bool = False  # ``auto`` fetches this one when no ranked entry of its role is installed
 
     def file(self, name: str | None = None) -> WeightsFile:
         """The file called ``name``, or the first (main) file."""
@@ -147,6 +156,7 @@ _FILE_FIELDS: dict[str, type | tuple[type, ...]] = {
     "prefix": str,
     "rename": dict,
     "ignore": list,
+    "arch": str,
 }
 _ENTRY_FIELDS: dict[str, type | tuple[type, ...]] = {
     "role": str,
@@ -160,6 +170,8 @@ _ENTRY_FIELDS: dict[str, type | tuple[type, ...]] = {
     "notes": str,
     "user_import_only": bool,
     "non_commercial": bool,
+    "auto": int,
+    "auto_fetch": bool,
 }
 _REQUIRED_ENTRY = ("role", "arch", "files", "license", "source")
 _INPUT_FIELDS: dict[str, type | tuple[type, ...]] = {
@@ -168,6 +180,7 @@ _INPUT_FIELDS: dict[str, type | tuple[type, ...]] = {
     "std": list,
     "color": str,
     "normalisation": str,
+    "value_range": (int, float),
 }
 
 
@@ -175,8 +188,9 @@ def _check_fields(where: str, table: Mapping[str, Any], spec: Mapping[str, Any],
     for k, v in table.items():
         if k not in spec:
             errors.append(f"{where}: unknown field {k!r}")
-        elif not isinstance(v, spec[k]) or (spec[k] is int and isinstance(v, bool)):
-            errors.append(f"{where}.{k}: expected {spec[k].__name__}, got {type(v).__name__} {v!r}")
+        elif not isinstance(v, spec[k]) or (spec[k] is not bool and isinstance(v, bool)):
+            want = " or ".join(t.__name__ for t in spec[k]) if isinstance(spec[k], tuple) else spec[k].__name__
+            errors.append(f"{where}.{k}: expected {want}, got {type(v).__name__} {v!r}")
 
 
 def _str_list(where: str, v: Any, errors: list[str]) -> tuple[str, ...]:
@@ -233,6 +247,7 @@ def _parse_file(where: str, t: Mapping[str, Any], errors: list[str]) -> WeightsF
         prefix=str(t.get("prefix", "")),
         rename=MappingProxyType(dict(rename)) if isinstance(rename, dict) else MappingProxyType({}),
         ignore=_str_list(f"{where}.ignore", t.get("ignore", []), errors),
+        arch=str(t.get("arch", "")),
     )
 
 
@@ -252,26 +267,45 @@ def _parse_input(where: str, t: Mapping[str, Any], errors: list[str]) -> InputSp
         errors.append(f"{where}: mean and std differ in length")
     if any(s == 0 for s in nums["std"]):
         errors.append(f"{where}.std: zero entries")
+    vr = t.get("value_range", 1)
+    if vr not in (1, 255):
+        errors.append(f"{where}.value_range: expected 1 or 255, got {vr!r}")
+    elif vr == 1 and any(abs(m) > 1 for m in nums["mean"]):
+        errors.append(f"{where}: mean {list(nums['mean'])} is stated on 0-255 values: set value_range = 255")
     return InputSpec(
         size=int(t.get("size", 0)) if isinstance(t.get("size", 0), int) else 0,
         mean=nums["mean"],
         std=nums["std"],
         color=str(color),
         normalisation=str(t.get("normalisation", "")),
+        value_range=float(vr) if vr in (1, 255) else 1.0,
     )
 
 
-def parse_registry(text: str, source: str = "weights.toml") -> Registry:
-    """Parse and validate the whole file; every problem is reported at once in one ``WeightsError``."""
+def _toml(text: str, source: str) -> dict[str, Any]:
     try:
-        data = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         # tomllib itself rejects a table defined twice, which is how a duplicated name shows up.
         raise WeightsError(f"{source}: not valid TOML ({e})") from None
+
+
+def parse_registry(text: str, source: str = "weights.toml", fragments: Sequence[tuple[str, str]] = ()) -> Registry:
+    """Parse and validate the whole file and any ``(text, source)`` fragments (users' own models), which add
+    entries but never replace one; every problem is reported at once in one ``WeightsError``."""
+    tables = [(name, t, source) for name, t in _toml(text, source).items()]
+    known = {name: source for name, _, _ in tables}
     errors: list[str] = []
+    for frag_text, frag_source in fragments:
+        for name, t in _toml(frag_text, frag_source).items():
+            if name in known:
+                errors.append(f"{frag_source}[{name}]: {known[name]} already defines {name!r}; pick another name")
+                continue
+            known[name] = frag_source
+            tables.append((name, t, frag_source))
     entries: dict[str, WeightsEntry] = {}
-    for name, t in data.items():
-        where = f"{source}[{name}]"
+    for name, t, where_file in tables:
+        where = f"{where_file}[{name}]"
         if not isinstance(t, dict):
             errors.append(f"{where}: expected a table")
             continue
@@ -284,6 +318,11 @@ def parse_registry(text: str, source: str = "weights.toml") -> Registry:
             continue
         if t["role"] not in ROLES:
             errors.append(f"{where}.role: expected one of {ROLES}, got {t['role']!r}")
+        if isinstance(t["arch"], str) and not is_known(t["arch"]):
+            errors.append(f"{where}.arch: unknown architecture {t['arch']!r} (facerest_cli/models/registry.py, or "
+                          "'package.module:attr')")
+        if t.get("auto_fetch") and "auto" not in t:
+            errors.append(f"{where}: auto_fetch needs an auto rank")
         files = []
         raw_files = t["files"] if isinstance(t["files"], list) else []
         if not raw_files:
@@ -311,6 +350,8 @@ def parse_registry(text: str, source: str = "weights.toml") -> Registry:
             notes=str(t.get("notes", "")),
             user_import_only=user_only,
             non_commercial=bool(t.get("non_commercial", False)),
+            auto=t["auto"] if isinstance(t.get("auto"), int) and not isinstance(t.get("auto"), bool) else None,
+            auto_fetch=bool(t.get("auto_fetch", False)),
         )
     for e in entries.values():
         for r in e.requires:
@@ -323,10 +364,16 @@ def parse_registry(text: str, source: str = "weights.toml") -> Registry:
     return Registry(entries=MappingProxyType(entries), source=source)
 
 
-def load_registry(path: Path | str | None = None) -> Registry:
-    """The registry shipped with the package, or the file at ``path``."""
+def load_registry(path: Path | str | None = None, model_dir: Path | None = None) -> Registry:
+    """The registry shipped with the package (or the file at ``path``), plus every ``*.toml`` fragment in
+    ``model_dir`` (``$FACEREST_HOME/models``: a user's own models), in name order."""
     if path is not None:
         p = Path(path)
-        return parse_registry(p.read_text(encoding="utf-8"), str(p))
-    text = resources.files("facerest_cli").joinpath("weights.toml").read_text(encoding="utf-8")
-    return parse_registry(text, "weights.toml")
+        text, source = p.read_text(encoding="utf-8"), str(p)
+    else:
+        text = resources.files("facerest_cli").joinpath("weights.toml").read_text(encoding="utf-8")
+        source = "weights.toml"
+    fragments = []
+    if model_dir is not None and model_dir.is_dir():
+        fragments = [(f.read_text(encoding="utf-8"), str(f)) for f in sorted(model_dir.glob("*.toml"))]
+    return parse_registry(text, source, fragments)

@@ -26,7 +26,7 @@ def fast_options() -> dict:
     """``run_images`` keyword arguments matching RUN_ARGS."""
     from facerest_cli.config import IdentityConfig, PriorConfig
 
-    return {"identity": IdentityConfig(recognizer="none"), "prior": PriorConfig(prior="off")}
+    return {"restorer_name": "none", "identity": IdentityConfig(recognizer="none"), "prior": PriorConfig(prior="off")}
 
 
 def small_photo(max_side: int = 320, name: str = "insightface/t1.jpg") -> Image.Image:

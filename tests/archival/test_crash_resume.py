@@ -58,6 +58,7 @@ def _run_and_kill(src: Path, out: Path, after: int, delay: float) -> int:
     return rc
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("point", range(6))
 def test_sigkill_then_resume_gives_the_uninterrupted_result(forty, tmp_path, point):
     src, ref_outputs, ref_keys = forty.src, forty.outputs, forty.face_keys

@@ -98,7 +98,10 @@ def test_changed_options_process_again_but_neutral_ones_do_not(done):
     assert crops == first.faces and _summary(out)["resume"]["processed_again"] == {"options changed": 4}
     assert len(jsonl_lines(out / "report.jsonl")) == first.faces
     # The header names the output-shaping options that differ from the defaults (device, batch size... do not).
-    assert jsonl_lines(out / "manifest.jsonl")[0]["options"] == {"restore": {"strength": 0.5}, "identity": {"recognizer": "none"}, "prior": {"prior": "off"}}
+    # (The test session pins --backend torch --precision fp32, and --restorer none is not the default.)
+    assert jsonl_lines(out / "manifest.jsonl")[0]["options"] == {
+        "restore": {"restorer": "none", "precision": "fp32", "backend": "torch", "strength": 0.5},
+        "identity": {"recognizer": "none"}, "prior": {"prior": "off"}}
 
 
 def test_missing_or_altered_outputs_are_redone(done):

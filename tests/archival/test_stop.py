@@ -65,6 +65,7 @@ def _check_consistent(out: Path, ref_outputs: dict[str, bytes]) -> dict:
     return outs
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_signal_stops_within_seconds_with_status_interrupted(forty, tmp_path, sig):
     src, ref_outputs = forty.src, forty.outputs
@@ -88,6 +89,7 @@ def test_signal_stops_within_seconds_with_status_interrupted(forty, tmp_path, si
     assert len(outs) >= s["processed"]
 
 
+@pytest.mark.slow
 def test_disk_full_stops_with_exit_3_and_the_run_resumes(forty, tmp_path):
     src, ref_outputs, ref_faces = forty.src, forty.outputs, len(forty.face_keys)
     out = tmp_path / "out"

@@ -97,7 +97,10 @@ def test_torch_recognizer_matches_the_bare_network():
     faces = _faces(3).astype(np.float32) / 255.0
     with torch.inference_mode():
         ref = net(torch.from_numpy(arcface_blob(faces))).numpy()
-    e = TorchRecognizer(net, "arcface-iresnet-tiny").embed(faces)
+    from facerest_cli.registry import from_network
+    from facerest_cli.weights.registry import load_registry
+
+    e = TorchRecognizer(from_network("arcface-iresnet50", load_registry(), net)).embed(faces)
     assert e.vectors.shape == (3, 512)
     np.testing.assert_allclose(e.vectors, ref / np.linalg.norm(ref, axis=1, keepdims=True), atol=1e-4)
 
@@ -138,7 +141,8 @@ def test_auto_offline_without_weights_skips_identity_with_a_reason(tmp_path, mon
     store = WeightsStore(WeightsConfig.from_env(offline=True))
     stage = build_identity_stage(RunConfig(inputs=(tmp_path,), identity=IdentityConfig()), store, "cpu")
     assert stage.recognizer is None and "arcface-mobilefacenet" in stage.skipped
-    assert stage.summary() == {"identity": {"model": None, "skipped": stage.skipped}}
+    s = stage.summary()
+    assert s.key == "identity" and s.to_json() == {"model": None, "skipped": stage.skipped}
     # Asked for by name, or with a guard: never silently without identity.
     for icfg in (IdentityConfig(recognizer="arcface-mobilefacenet"), IdentityConfig(min_identity=0.5)):
         with pytest.raises(WeightsMissingError):
@@ -151,8 +155,12 @@ def test_bad_identity_options_are_usage_errors(tmp_path):
 
     with pytest.raises(UsageError, match="--min-identity must be a cosine"):
         IdentityConfig(min_identity=1.5)
-    with pytest.raises(UsageError, match="unknown recognizer"):
-        IdentityConfig(recognizer="vggface")
+    from tests.conftest import run_images, shared_file
+
+    with pytest.raises(UsageError, match="unknown recognizer 'vggface'"):  # checked against the registry, before any image
+        run_images(shared_file("images", "insightface", "t1.jpg"), tmp_path / "o", restorer_name="none",
+                   identity=IdentityConfig(recognizer="vggface"))
+    assert not (tmp_path / "o" / "t1.jpg").exists()
     with pytest.raises(UsageError, match="retry factors"):
         IdentityConfig(retry_factors=(0.5, 0.75))
 

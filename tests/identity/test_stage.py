@@ -11,21 +11,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import WEIGHTS, read_jsonl, run_cli, run_images, shared_file
-from tests.doubles import CountingRestorer
-
-
-class BlurRestorer(CountingRestorer):
-    """Test restorer: Gaussian blur (sigma 6 crop pixels) of every crop; records its batch sizes."""
-
-    name = "blur-6"
-
-    def __call__(self, faces, prior=None):
-        import torch
-
-        super().__call__(faces)
-        x = faces.permute(0, 2, 3, 1).float().cpu().numpy()
-        y = np.stack([cv2.GaussianBlur(f, (0, 0), 6.0) for f in x])
-        return torch.from_numpy(y).permute(0, 3, 1, 2).to(faces.device)
+from tests.doubles import BlurRestorer
 
 
 def _by_face(recs):
@@ -151,8 +137,8 @@ def test_original_kept_is_pixel_exact(tmp_path):
 def test_recognizer_none_still_makes_the_contact_sheet(tmp_path):
     from facerest_cli.config import IdentityConfig
 
-    res = run_images(shared_file("images", "insightface", "t1.jpg"), tmp_path / "out", identity=IdentityConfig(recognizer="none"))
-    assert res.faces == 6 and "identity" not in res.extra
+    res = run_images(shared_file("images", "insightface", "t1.jpg"), tmp_path / "out", identity=IdentityConfig(recognizer="none"), restorer_name="none")
+    assert res.faces == 6 and "identity" not in res.summaries
     recs = read_jsonl(tmp_path / "out" / "report.jsonl")
     assert all(set(r["identity"]) == {"thumbs"} for r in recs)
     assert all((tmp_path / "out" / r["identity"]["thumbs"]["restored"]).is_file() for r in recs)

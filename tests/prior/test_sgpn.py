@@ -125,7 +125,10 @@ def test_bfm09_render_lands_on_the_face_in_the_crop(front_model):
     lm5 = np.array([[1181.7, 317.8], [1212.4, 316.9], [1198.8, 339.6], [1184.2, 356.4], [1210.2, 355.9]])
     crop_m = estimate_similarity(lm5, template_points("ffhq512", 512))
     ref = reference_five(loadmat(str(shared_file("weights", "prior3d", "similarity_Lm3D_all.mat")))["lm"])
-    d3 = D3dfr(d3dfr_resnet50().eval(), ref)
+    from facerest_cli.registry import from_network
+    from facerest_cli.weights.registry import load_registry
+
+    d3 = D3dfr(from_network("d3dfr", load_registry(), d3dfr_resnet50()), ref)
     builder = SgpnPriorBuilder(d3, get_renderer("torch"), 512, bfm09=Bfm09.from_mat(front_model))
     (p,) = builder.build([px], [lm5], [crop_m])
     assert p.source == "bfm09" and np.abs(p.coeff).max() == 0.0  # untrained head: the mean face

@@ -49,7 +49,7 @@ def t1_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("t1")
     mp = module_env(tmp_path_factory)
     try:
-        result = run_images([shared_file("images", "insightface", "t1.jpg")], out)
+        result = run_images([shared_file("images", "insightface", "t1.jpg")], out, restorer_name="none")
     finally:
         mp.undo()
     return result, read_jsonl(out / "report.jsonl")
@@ -67,7 +67,7 @@ def test_pose_and_landmarks_in_the_report(t1_run):
         # The projected landmarks lie on the face the detector found.
         inside = (lm[:, 0] > x1 - 0.15 * (x2 - x1)) & (lm[:, 0] < x2 + 0.15 * (x2 - x1)) & (lm[:, 1] > y1) & (lm[:, 1] < y2 + 0.2 * (y2 - y1))
         assert inside.mean() > 0.95
-    s = result.extra["prior"]
+    s = result.summaries["prior"].to_json()
     assert s["regressor"] == "3ddfa-mb05" and s["faces"] == 6 and s["renderer"] in ("torch", "pytorch3d")
 
 
@@ -87,10 +87,10 @@ def test_pose_adaptive_lowers_the_strength_of_the_turned_face(t1_run):
 
 def test_no_pose_adaptive_and_custom_knots(tmp_path):
     img = shared_file("images", "insightface", "t1.jpg")
-    run_images([img], tmp_path / "a", prior=PriorConfig(pose_adaptive=False), strength=0.8)
+    run_images([img], tmp_path / "a", prior=PriorConfig(pose_adaptive=False), strength=0.8, restorer_name="none")
     recs = read_jsonl(tmp_path / "a" / "report.jsonl")
     assert all(r["strength"] == 0.8 and "strength_factor" not in r["pose"] for r in recs)
-    run_images([img], tmp_path / "b", prior=PriorConfig(pose_knots=((0.0, 1.0), (60.0, 0.0))), strength=0.8)
+    run_images([img], tmp_path / "b", prior=PriorConfig(pose_knots=((0.0, 1.0), (60.0, 0.0))), strength=0.8, restorer_name="none")
     recs = read_jsonl(tmp_path / "b" / "report.jsonl")
     for r in recs:
         assert r["strength"] < 0.8 or abs(r["pose"]["yaw"]) < 0.5
@@ -98,7 +98,7 @@ def test_no_pose_adaptive_and_custom_knots(tmp_path):
 
 
 def test_prior_off(tmp_path):
-    run_images([shared_file("images", "gfpgan", "cropped_faces", "Adele_crop.png")], tmp_path / "o", prior=PriorConfig(prior="off"))
+    run_images([shared_file("images", "gfpgan", "cropped_faces", "Adele_crop.png")], tmp_path / "o", prior=PriorConfig(prior="off"), restorer_name="none")
     recs = read_jsonl(tmp_path / "o" / "report.jsonl")
     assert recs and all(r.get("pose") is None and r.get("shape") is None for r in recs)
     from facerest_cli.errors import UsageError
@@ -117,7 +117,7 @@ def test_shape_consistency_flags_a_distorted_face(tmp_path, t1_run):
     recs = read_jsonl(tmp_path / "s" / "report.jsonl")
     d = [r["shape"]["distance"] for r in recs]
     assert min(d) > 0.1 and all(r["shape"]["flag"] for r in recs), d
-    assert res.extra["prior"]["shape_flagged"] == 6
+    assert res.summaries["prior"].shape_flagged == 6
 
 
 def test_sgpn_prior_reaches_the_restorer(tmp_path, monkeypatch, store):
@@ -131,11 +131,13 @@ def test_sgpn_prior_reaches_the_restorer(tmp_path, monkeypatch, store):
     from facerest_cli.prior.render import get_renderer
     from facerest_cli.prior.sgpn import SgpnPriorBuilder, fallback_note
 
-    def fake_builder(st, device, size, renderer, render_with="bfm09"):
+    def fake_builder(st, device, size, renderer, render_with="bfm09", need_coeff=True, execution=None):
         from scipy.io import loadmat
 
         lm = loadmat(str(shared_file("weights", "prior3d", "similarity_Lm3D_all.mat")))["lm"]
-        d3 = D3dfr(d3dfr_resnet50().eval(), reference_five(lm))
+        from facerest_cli.registry import from_network
+
+        d3 = D3dfr(from_network("d3dfr", st.registry, d3dfr_resnet50()), reference_five(lm))
         dense = DenseBfm.load(st, SparseBfm.load(st))
         return SgpnPriorBuilder(d3, get_renderer(renderer), size, dense=dense), dense, fallback_note()
 
@@ -149,7 +151,8 @@ def test_sgpn_prior_reaches_the_restorer(tmp_path, monkeypatch, store):
     mask = p.render.max(2) > 0
     # The face in the FFHQ 512 crop spans roughly x 130-380, y 150-460: the render covers it and little else.
     assert mask[200:400, 180:330].mean() > 0.95 and mask.mean() < 0.45
-    assert "BFM09" in res.extra["prior"]["notes"][0] and res.extra["prior"]["sgpn_render"] == "3ddfa-mean-face"
+    prior = res.summaries["prior"]
+    assert "BFM09" in prior.notes[0] and prior.sgpn_render == "3ddfa-mean-face"
     rec = read_jsonl(tmp_path / "report.jsonl")[0]
     assert any("mean-face" in n for n in rec["notes"])
 
@@ -158,8 +161,8 @@ def test_aligned_inputs_use_a_box_from_the_landmarks(tmp_path):
     """--aligned has no detector box (it is the whole crop): the prior uses a YuNet-like box from the template
     landmarks and finds the same pose and landmarks as on the detected face."""
     img = shared_file("images", "gfpgan", "cropped_faces", "Adele_crop.png")
-    run_images([img], tmp_path / "a", aligned=True)
-    run_images([img], tmp_path / "d")
+    run_images([img], tmp_path / "a", aligned=True, restorer_name="none")
+    run_images([img], tmp_path / "d", restorer_name="none")
     (a,), (d,) = read_jsonl(tmp_path / "a" / "report.jsonl"), read_jsonl(tmp_path / "d" / "report.jsonl")
     la, ld = np.array(a["pose"]["landmarks68"]), np.array(d["pose"]["landmarks68"])
     iod = np.linalg.norm(np.array(d["landmarks"][1]) - np.array(d["landmarks"][0]))
@@ -179,7 +182,7 @@ def test_auto_prior_without_weights_is_skipped_with_a_reason(tmp_path, monkeypat
     (only_detector / "arcface_mobilefacenet.pth").symlink_to(WEIGHTS / "recognition" / "arcface_mobilefacenet.pth")
     monkeypatch.setenv("FACEREST_WEIGHTS_DIR", str(only_detector))
     monkeypatch.setenv("FACEREST_OFFLINE", "1")
-    res = run_images([shared_file("images", "gfpgan", "cropped_faces", "Adele_crop.png")], tmp_path / "o")
-    assert res.exit_code == 0 and "3ddfa-mb05" in res.extra["prior"]["skipped"]
+    res = run_images([shared_file("images", "gfpgan", "cropped_faces", "Adele_crop.png")], tmp_path / "o", restorer_name="none")
+    assert res.exit_code == 0 and "3ddfa-mb05" in res.summaries["prior"].skipped
     assert "skipped" in json.loads((tmp_path / "o" / "summary.json").read_text())["prior"]
     assert read_jsonl(tmp_path / "o" / "report.jsonl")[0].get("pose") is None

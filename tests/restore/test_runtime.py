@@ -9,7 +9,9 @@ import torch
 
 from facerest_cli.config import RestoreConfig
 from facerest_cli.errors import UsageError
+from facerest_cli.registry import from_network
 from facerest_cli.restore.networks import NetworkRestorer
+from facerest_cli.weights.registry import load_registry
 from facerest_cli.restore.runtime import RestoreRuntime
 from tests.conftest import shared_file
 
@@ -25,7 +27,7 @@ def _small_gfpgan() -> NetworkRestorer:
     with torch.no_grad():
         for p in net.parameters():  # non-trivial weights everywhere (noise strengths, biases)
             p.add_(torch.randn_like(p) * 0.05)
-    return NetworkRestorer("gfpgan-small", net, "gfpgan_v1_clean", RestoreConfig(), "cpu", size=SIZE)
+    return NetworkRestorer(from_network("gfpgan-1.4", load_registry(), net), RestoreConfig(), size=SIZE)
 
 
 def _real_crops(n: int) -> list[np.ndarray]:
@@ -70,20 +72,33 @@ def test_16bit_crops_keep_their_precision_through_the_runtime():
     assert np.array_equal(out[0], crop16.astype(np.float32) / 65535.0)
 
 
-def test_half_precision_is_refused_on_cpu_with_a_clear_message():
-    with pytest.raises(UsageError, match="needs a GPU"):
-        RestoreRuntime(_small_gfpgan(), "cpu", precision="bf16")
+def test_fp16_is_refused_on_cpu_and_bf16_runs_close_to_fp32():
+    """The runtime has no precision of its own: the network's ``Execution`` decides. fp16 has no CPU kernels
+    (a clear error); bf16 on CPU runs through the torch backend and stays close to fp32 on real crops."""
+    from facerest_cli.registry import Execution
+
+    net = _small_gfpgan().model.net
+    with pytest.raises(UsageError, match="fp16 needs a GPU"):
+        from_network("gfpgan-1.4", load_registry(), net, execution=Execution("cpu", "torch", "fp16"))
+    crops = _real_crops(2)
+    ref = RestoreRuntime(_small_gfpgan(), "cpu").restore(crops, [1.0] * 2)
+    bf16 = from_network("gfpgan-1.4", load_registry(), _small_gfpgan().model.net, execution=Execution("cpu", "torch", "bf16"))
+    assert bf16.info.precision == "bf16"
+    out = RestoreRuntime(NetworkRestorer(bf16, RestoreConfig(), SIZE), "cpu").restore(crops, [1.0] * 2)
+    assert np.isfinite(out).all() and np.abs(out - ref).mean() < 2e-2
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (runs on the lent H200, never in CI)")
 @pytest.mark.parametrize("precision", ["fp16", "bf16"])
 def test_half_precision_on_cuda_stays_close_to_fp32(precision):
-    r = _small_gfpgan()
+    from facerest_cli.registry import Execution
+
     crops = _real_crops(8)
-    ref = RestoreRuntime(NetworkRestorer("g", r.net, "gfpgan_v1_clean", RestoreConfig(), "cuda", SIZE), "cuda").restore(crops, [1.0] * 8)
-    half = RestoreRuntime(
-        NetworkRestorer("g", r.net, "gfpgan_v1_clean", RestoreConfig(precision=precision), "cuda", SIZE), "cuda", precision
-    ).restore(crops, [1.0] * 8)
+    ref_model = from_network("gfpgan-1.4", load_registry(), _small_gfpgan().model.net, "cuda")
+    ref = RestoreRuntime(NetworkRestorer(ref_model, RestoreConfig(), SIZE), "cuda").restore(crops, [1.0] * 8)
+    half_model = from_network("gfpgan-1.4", load_registry(), _small_gfpgan().model.net,
+                              execution=Execution("cuda", "torch", precision))
+    half = RestoreRuntime(NetworkRestorer(half_model, RestoreConfig(), SIZE), "cuda").restore(crops, [1.0] * 8)
     assert np.isfinite(half).all()
     assert np.abs(half - ref).mean() < 2e-2

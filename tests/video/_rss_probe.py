@@ -56,7 +56,7 @@ def main(face: str, tmp: str, frames: int) -> None:
     cfg = RunConfig(
         inputs=(clip,),
         # Small crops and detection at 320 px keep this test inside CI's budget; the frames stay 1280x720.
-        detect=DetectConfig(max_side=320),
+        detect=DetectConfig(detector="yunet", max_side=320),  # one network: this measures memory, not detection
         restore=RestoreConfig(restorer="none", size=128),
         blend=BlendConfig(mask="feather"),
         identity=IdentityConfig(recognizer="none"),

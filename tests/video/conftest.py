@@ -27,7 +27,7 @@ def fast(**kw):
 
     video = {k: kw.pop(k) for k in ("codec", "crf", "preset", "smooth", "start", "end") if k in kw}
     video.setdefault("preset", "ultrafast")
-    opts = {"mask": "feather", "identity": IdentityConfig(recognizer=kw.pop("recognizer", "none")),
+    opts = {"restorer_name": "none", "mask": "feather", "identity": IdentityConfig(recognizer=kw.pop("recognizer", "none")),
             "prior": PriorConfig(prior="off"), "video": VideoConfig(**video)}
     opts.update(kw)
     return opts

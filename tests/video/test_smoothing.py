@@ -158,41 +158,59 @@ def test_acceptance4_smoothing_halves_jitter_on_a_still_face_with_noisy_landmark
 def test_temporal_stage_steadies_each_tracks_parsing_mask():
     """Masks set by a parsing stage are averaged with the same track's previous mask (in crop space); a retried
     face is blended with the mask before it, not with its own first attempt; other tracks are independent."""
-    from pathlib import Path
 
-    from facerest_cli.io.sources import InputItem
-    from facerest_cli.pipeline import FaceJob, Frame
-    from facerest_cli.types import AlignedFace, DecodedImage, Detection, FaceRecord, ImageMeta
     from facerest_cli.video.source import TemporalStage
     from facerest_cli.video.stats import VideoReport
 
-    item = InputItem(Path("v.mp4"), Path("v.mp4"), "video")
-    img = DecodedImage(Path("v.mp4"), Path("v.mp4"), np.zeros((4, 4, 3), np.uint8), ImageMeta("VIDEO", 8, 3))
-    det = Detection(np.zeros(4, np.float32), 1.0, np.zeros((5, 2), np.float32))
-    sink = object()
+    st = TemporalStage(VideoReport())
+    f0, f1, f2 = _faces(0, [1.0, 0.2], [1, 2]), _faces(1, [0.0, 0.2], [1, 2]), _faces(2, [1.0, 0.6], [1, 2])
+    assert st.after_restore(f0 + f1) == []
+    assert f0[0].mask[0, 0] == 1.0 and f1[0].mask[0, 0] == 0.5  # 0.5 * 0 + 0.5 * 1
+    assert f1[1].mask[0, 0] == pytest.approx(0.2)  # track 2 is steady already
+    st.after_restore(f2[:1])
+    assert f2[0].mask[0, 0] == 0.75
+    f2[0].mask = np.full((8, 8), 0.0, np.float32)  # the same face again (identity guard retry)
+    f2[0].attempt = 1
+    st.after_restore(f2[:1])
+    assert f2[0].mask[0, 0] == 0.25  # blended with frame 1's mask, not with the first attempt
+    (feather,) = _faces(3, [0.0], [1])
+    feather.mask = None
+    st.after_restore([feather])
+    assert feather.mask is None  # feathered faces need nothing: the mask is the same every frame
 
-    def frame(index: int, masks: list[float], tracks: list[int]) -> Frame:
-        faces = [AlignedFace(i, det, np.zeros((8, 8, 3), np.uint8), np.eye(2, 3)) for i in range(len(masks))]
-        recs = [FaceRecord("v.mp4", i, [], 1.0, [], 1.0, "d", "r", 1.0, [], track_id=t) for i, t in enumerate(tracks)]
-        fr = Frame(item=item, sink=sink, image=img, faces=faces, records=recs, strengths=[1.0] * len(masks),
-                   gray_faces=[False] * len(masks), index=index)
-        fr.masks = [np.full((8, 8), m, np.float32) for m in masks]
-        return fr
+
+def _faces(index: int, masks: list[float], tracks: list[int], input_id: int = 0) -> list:
+    """Face states of one video frame, with parsing masks of the given constant values and these track ids."""
+    from facerest_cli.types import AlignedFace, Detection, FaceRecord, FaceState, FrameRef
+
+    ref = FrameRef(np.zeros((4, 4, 3), np.uint8), f"v{input_id}.mp4", input_id, index, "video")
+    det = Detection(np.zeros(4, np.float32), 1.0, np.zeros((5, 2), np.float32))
+    out = []
+    for i, (m, t) in enumerate(zip(masks, tracks)):
+        face = AlignedFace(i, det, np.zeros((8, 8, 3), np.uint8), np.eye(2, 3))
+        rec = FaceRecord(ref.source, i, [], 1.0, [], 1.0, "d", "r", 1.0, [], track_id=t)
+        out.append(FaceState(face, rec, ref, 1.0, False, mask=np.full((8, 8), m, np.float32)))
+    return out
+
+
+def test_temporal_masks_never_cross_videos_or_go_back_in_time():
+    """Two videos in one run share track ids (each starts at 1) and frame numbers: a mask of one video must never
+    be blended into the other, and a mask from a later frame never into an earlier one."""
+    from facerest_cli.video.source import TemporalStage
+    from facerest_cli.video.stats import VideoReport
 
     st = TemporalStage(VideoReport())
-    f0, f1, f2 = frame(0, [1.0, 0.2], [1, 2]), frame(1, [0.0, 0.2], [1, 2]), frame(2, [1.0, 0.6], [1, 2])
-    assert st.after_restore([FaceJob(f0, 0), FaceJob(f0, 1), FaceJob(f1, 0), FaceJob(f1, 1)]) == []
-    assert f0.masks[0][0, 0] == 1.0 and f1.masks[0][0, 0] == 0.5  # 0.5 * 0 + 0.5 * 1
-    assert f1.masks[1][0, 0] == pytest.approx(0.2)  # track 2 is steady already
-    st.after_restore([FaceJob(f2, 0)])
-    assert f2.masks[0][0, 0] == 0.75
-    f2.masks[0] = np.full((8, 8), 0.0, np.float32)  # the same face again (identity guard retry)
-    st.after_restore([FaceJob(f2, 0, attempt=1)])
-    assert f2.masks[0][0, 0] == 0.25  # blended with frame 1's mask, not with the first attempt
-    feather = frame(3, [0.0], [1])
-    feather.masks = [None]
-    st.after_restore([FaceJob(feather, 0)])
-    assert feather.masks == [None]  # feathered faces need nothing: the mask is the same every frame
+    a = _faces(5, [1.0], [1], input_id=0)
+    st.after_restore(a)
+    b = _faces(6, [0.0], [1], input_id=1)  # the next frame number, same track id, but another video
+    st.after_restore(b)
+    assert b[0].mask[0, 0] == 0.0  # not blended with video 0's mask (that would give 0.5)
+    later = _faces(7, [1.0], [1], input_id=1)
+    st.after_restore(later)
+    assert later[0].mask[0, 0] == 0.5  # same video, next frame: blended
+    earlier = _faces(2, [0.0], [1], input_id=1)  # an earlier frame of video 1 arriving after frame 7
+    st.after_restore(earlier)
+    assert earlier[0].mask[0, 0] == 0.0
 
 
 def test_scene_cut_ends_tracks_so_faces_are_not_smoothed_across_shots(tmp_path, face):

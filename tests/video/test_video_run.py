@@ -155,7 +155,7 @@ def test_acceptance5_no_audio_truncated_and_image_in_one_folder(tmp_path, face):
     (d / "photo.jpg").write_bytes(shared_file("images", "insightface", "t1.jpg").read_bytes())
     (d / "clip_without_extension").write_bytes(data)  # found by content, not by name
     out = tmp_path / "out"
-    proc = run_cli("run", d, "-o", out, "--recognizer", "none", "--mask", "feather", "--prior", "off", "--preset",
+    proc = run_cli("run", d, "-o", out, "--restorer", "none", "--recognizer", "none", "--mask", "feather", "--prior", "off", "--preset",
                    "ultrafast", "--quiet")
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stderr

@@ -155,6 +155,8 @@ def test_importing_the_cli_opens_no_socket_and_loads_no_torch():
         "import facerest_cli.cli, facerest_cli.weights.cache, facerest_cli.weights.download\n"
         "assert 'torch' not in sys.modules, 'torch imported'\n"
         "assert 'cv2' not in sys.modules, 'cv2 imported'\n"
+        "import facerest_cli.engines\n"
+        "assert 'ray' not in sys.modules, 'ray imported'\n"
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr

@@ -35,7 +35,7 @@ def tiny_entry(arch: str) -> str:
 
 @pytest.fixture
 def tiny_arch(monkeypatch) -> str:
-    monkeypatch.setitem(arch_registry.TORCH_ARCHS, "tiny_linear", f"{__name__}:tiny_linear")
+    monkeypatch.setitem(arch_registry.ARCHS, "tiny_linear", f"{__name__}:tiny_linear")
     return "tiny_linear"
 
 

@@ -8,7 +8,7 @@ import hashlib
 import pytest
 
 from facerest_cli.errors import WeightsError
-from facerest_cli.models.registry import ALL_ARCHS
+from facerest_cli.models.registry import ARCHS as ALL_ARCHS
 from facerest_cli.weights.registry import ROLES, load_registry, parse_registry
 from tests.conftest import FORMATS, REPO, WEIGHTS
 
