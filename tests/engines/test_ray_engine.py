@@ -21,9 +21,6 @@ from tests.archival._data import RUN_ARGS, cli_cmd, cli_env, fast_options, forty
 from tests.conftest import run_images, shared_file
 from tests.engines.conftest import engine, moved, output_files, report_lines, summary, summary_counts
 
-# One local Ray at a time: under pytest-xdist every Ray test runs in the same worker, one after another.
-pytestmark = pytest.mark.xdist_group("ray")
-
 
 @pytest.fixture(scope="module")
 def mixed_folder(tmp_path_factory) -> Path:
