@@ -68,12 +68,12 @@ def _arch_sources(arch: str) -> list[Path]:
     import importlib.util
 
     import facerest_cli.models as models_pkg
-    from facerest_cli.models.registry import TORCH_ARCHS
+    from facerest_cli.models.registry import ARCHS
 
     folder = Path(models_pkg.__file__).parent
-    if arch not in TORCH_ARCHS:
+    if arch not in ARCHS:
         return sorted(folder.glob("*.py"))
-    todo = [TORCH_ARCHS[arch].split(":")[0]]
+    todo = [ARCHS[arch].split(":")[0]]
     seen: dict[str, Path] = {}
     while todo:
         name = todo.pop()

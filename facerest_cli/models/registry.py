@@ -63,8 +63,6 @@ ARCHS: dict[str, str] = {
     "bfm09": "facerest_cli.models.arch:DATA",
     "niqe_params": "facerest_cli.models.arch:DATA",
 }
-# Transitional name, for code written against the table before it held every kind of architecture.
-TORCH_ARCHS = ARCHS
 
 
 def is_known(name: str) -> bool:
