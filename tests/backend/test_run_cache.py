@@ -3,6 +3,8 @@ run converts nothing; a deleted or corrupted cache file is rebuilt, with the sam
 
 from __future__ import annotations
 
+import pytest
+
 import json
 
 from tests.conftest import read_jsonl, run_cli, shared_file
@@ -20,6 +22,7 @@ def _run(src, out, home):
     return backend, cosines
 
 
+@pytest.mark.slow  # a whole run or a full-size network: CI runs it, `make test-fast` skips it
 def test_second_run_converts_nothing_and_a_damaged_entry_is_rebuilt(tmp_path):
     src = shared_file("images", "insightface", "t1.jpg")
     home = tmp_path / "home"

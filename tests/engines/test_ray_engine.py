@@ -21,6 +21,9 @@ from tests.archival._data import RUN_ARGS, cli_cmd, cli_env, fast_options, forty
 from tests.conftest import run_images, shared_file
 from tests.engines.conftest import engine, moved, output_files, report_lines, summary, summary_counts
 
+# Each test starts a local Ray and runs whole folders through both engines: CI runs them, test-fast skips them.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def mixed_folder(tmp_path_factory) -> Path:

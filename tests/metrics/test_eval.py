@@ -59,6 +59,7 @@ def only(prep, *groups):
                     {k: v for k, v in prep.names.items() if k in groups})
 
 
+@pytest.mark.slow  # a whole run or a full-size network: CI runs it, `make test-fast` skips it
 def test_eval_table_for_the_degraded_input(ffhq512, degraded, use_metric_home, tmp_path):
     env = {"FACEREST_HOME": str(use_metric_home), "FACEREST_WEIGHTS_DIR": str(WEIGHTS)}
     j, c, m = tmp_path / "r.json", tmp_path / "r.csv", tmp_path / "r.md"
@@ -116,6 +117,7 @@ def test_references_scored_against_themselves(ffhq512, store, networks):
     assert abs(res.fid) < 1e-2
 
 
+@pytest.mark.slow  # a whole run or a full-size network: CI runs it, `make test-fast` skips it
 def test_fid_stats_file_gives_the_folder_result(ffhq512, degraded, store, networks, tmp_path):
     from facerest_cli.metrics.evaluate import EvalOptions, evaluate
 

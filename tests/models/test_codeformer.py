@@ -54,6 +54,7 @@ def _net_and_single(cache: dict[str, Any]) -> tuple[torch.nn.Module, torch.Tenso
     return cache["net"], cache["x"], cache["out"], cache["logits"]
 
 
+@pytest.mark.slow  # a whole run or a full-size network: CI runs it, `make test-fast` skips it
 def test_batch_of_two_matches_single_calls(cache):
     net, x1, out1, logits1 = _net_and_single(cache)
     x2 = torch.flip(x1, dims=[3])  # another face: the mirrored one

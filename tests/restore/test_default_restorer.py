@@ -3,6 +3,8 @@ import command; with them it restores (issue 15, acceptance 4)."""
 
 from __future__ import annotations
 
+import pytest
+
 import time
 
 import cv2
@@ -24,6 +26,7 @@ def test_default_run_offline_without_gfpgan_exits_2_fast_with_the_import_command
     assert elapsed < 2.0, f"took {elapsed:.2f} s"
 
 
+@pytest.mark.slow  # a whole run or a full-size network: CI runs it, `make test-fast` skips it
 def test_default_run_restores_with_gfpgan_installed(tmp_path):
     install_standin("gfpgan-1.4", "gfpgan_v1.4", tmp_path)
     src = shared_file("images", "gfpgan", "whole_imgs", "Blake_Lively.jpg")
