@@ -11,6 +11,19 @@ from facerest_cli.pipeline import STAGES
 from facerest_cli.weights.cache import WeightsConfig
 
 
+def _run_config(path: Path, tmp: Path, detector: str, restorer: str, device: str, precision: str,
+                batch_size: int, **extra) -> RunConfig:
+    """The run a pipeline bench times: ``path`` into ``tmp/out``, quiet, the bench's detector and restorer."""
+    return RunConfig(
+        inputs=(Path(path),),
+        detect=DetectConfig(detector=detector),
+        restore=RestoreConfig(restorer=restorer, device=device, precision=precision, batch_size=batch_size),
+        output=OutputConfig(out_dir=tmp / "out"),
+        quiet=True,
+        **extra,
+    )
+
+
 def bench_pipeline(path: Path, weights: WeightsConfig, *, restorer: str, detector: str, batch_size: int,
                    device: str, precision: str, repeat: int = 1) -> dict:
     """Run ``facerest run`` on ``path`` into a temporary folder; per-stage and end-to-end rates of the fastest run."""
@@ -19,13 +32,7 @@ def bench_pipeline(path: Path, weights: WeightsConfig, *, restorer: str, detecto
     best = None
     for _ in range(repeat):
         with tempfile.TemporaryDirectory(prefix="facerest-bench-") as tmp:
-            cfg = RunConfig(
-                inputs=(Path(path),),
-                detect=DetectConfig(detector=detector),
-                restore=RestoreConfig(restorer=restorer, device=device, precision=precision, batch_size=batch_size),
-                output=OutputConfig(out_dir=Path(tmp) / "out"),
-                quiet=True,
-            )
+            cfg = _run_config(path, Path(tmp), detector, restorer, device, precision, batch_size)
             r = run_job(cfg, weights)
         if best is None or r.wall_time_s < best.wall_time_s:
             best = r
@@ -92,15 +99,9 @@ def bench_engines(path: Path, weights: WeightsConfig, *, engines: list[str], res
         best = clock = None
         for _ in range(repeat):
             with tempfile.TemporaryDirectory(prefix="facerest-bench-") as tmp:
-                cfg = RunConfig(
-                    inputs=(Path(path),),
-                    detect=DetectConfig(detector=detector),
-                    restore=RestoreConfig(restorer=restorer, device=device, precision=precision, batch_size=batch_size),
-                    output=OutputConfig(out_dir=Path(tmp) / "out"),
-                    engine=EngineConfig(kind=engine, ray_address=ray_address, ray_prep=prep),
-                    quiet=True,
-                    **(extra or {}),
-                )
+                cfg = _run_config(path, Path(tmp), detector, restorer, device, precision, batch_size,
+                                  engine=EngineConfig(kind=engine, ray_address=ray_address, ray_prep=prep),
+                                  **(extra or {}))
                 c = _Clock()
                 t_start = time.perf_counter()
                 r = run_job(cfg, weights, events=c)
