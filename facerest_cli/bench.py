@@ -165,6 +165,8 @@ def print_table(console, result: dict) -> None:
     for r in rows:
         table.add_row(*("-" if r.get(c) is None else str(r.get(c)) for c in cols))
     console.print(table)
+    for line in result.get("notes", ()):
+        console.print(line, markup=False, highlight=False)
 
 
 def timed(fn, iters: int, sync=None) -> float:

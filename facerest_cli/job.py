@@ -227,6 +227,8 @@ def build_composer(cfg: RunConfig, store: WeightsStore, device: str, crop_size: 
         from facerest_cli.registry import build
 
         if cfg.blend.mask == "parsenet" or store.locate("parsenet") is not None:
+            # No backend execution on purpose: --compat gfpgan reproduces GFPGAN's own paste, whose masks come
+            # from ParseNet in torch fp32; a bf16 or OpenVINO parse may move a label at the mask's edge.
             parser = build("parsenet", store, device, role="parser")
     return Composer(cfg.blend, feather_mask(crop_size), upsampler, parser)
 

@@ -209,19 +209,36 @@ class RunResult:
 # ------------------------------------------------------------------------------------------- restore step
 
 
+def overlap_split(stages: Sequence[BatchStage]) -> tuple[int, int]:
+    """``(n_input, n_batch)``: the first ``n_input`` stages' ``before_restore`` may run as frames are prepared,
+    and the ``after_restore`` of the stages from ``n_batch`` on as frames are written (``BatchStage``'s optional
+    ``on_input`` / ``retries`` declarations; undeclared stages stay around the restorer call)."""
+    n_input = 0
+    while n_input < len(stages) and getattr(stages[n_input], "on_input", False):
+        n_input += 1
+    n_batch = len(stages)
+    while n_batch > 0 and not getattr(stages[n_batch - 1], "retries", True):
+        n_batch -= 1
+    return n_input, n_batch
+
+
 class RestoreStep:
     """One restorer call with the batch stages around it: the unit of work every engine runs (the local
-    scheduler's main thread, or a Ray actor)."""
+    scheduler's main thread, or a Ray actor). ``before`` / ``after``: the stages whose hooks run here (default:
+    all of ``stages``); the local scheduler runs the others while preparing and writing frames."""
 
-    def __init__(self, runtime: RestoreRuntime, stages: Sequence[BatchStage], clock: StageClock | None = None):
+    def __init__(self, runtime: RestoreRuntime, stages: Sequence[BatchStage], clock: StageClock | None = None, *,
+                 before: Sequence[BatchStage] | None = None, after: Sequence[BatchStage] | None = None):
         self.runtime = runtime
         self.stages = list(stages)
+        self.before = list(stages if before is None else before)
+        self.after = list(stages if after is None else after)
         self.clock = clock or StageClock()
 
     def __call__(self, batch: list[FaceState]) -> list[FaceState]:
         """Restore ``batch`` in place; returns the faces to restore again (identity-guard retries), with
         ``attempt`` increased and ``restored`` cleared."""
-        for st in self.stages:
+        for st in self.before:
             with self.clock.timed(st.name):
                 st.before_restore(batch)
         with self.clock.timed("restore"):
@@ -232,7 +249,7 @@ class RestoreStep:
             f.restored = r
             f.record.notes.extend(self.runtime.last_notes)  # e.g. out of memory: batch halved
         retry: list[FaceState] = []
-        for st in self.stages:
+        for st in self.after:
             with self.clock.timed(st.name):
                 retry += st.after_restore(batch)
         for f in retry:
@@ -279,7 +296,12 @@ class Pipeline:
         self.composer = composer or Composer(cfg.blend, self._feather)
         self.crops = CropSaver(cfg.output.out_dir) if cfg.output.save_crops else None
         self._input_ids: dict[InputItem, int] = {}
-        self.step = RestoreStep(runtime, self.stages, self.clock)
+        # Overlap with the restorer (issue 13): the 3D prior fits as frames are prepared, and the stages after the
+        # restorer (colour, parsing masks, temporal masks, identity without its guard) run as frames are written.
+        n_input, n_batch = overlap_split(self.stages)
+        self.on_input, self.on_write = self.stages[:n_input], self.stages[n_batch:]
+        self.step = RestoreStep(runtime, self.stages, self.clock, before=self.stages[n_input:],
+                                after=self.stages[:n_batch])
         self.context = FrameContext(prep=preparer, clock=self.clock, stopping=self._stop.is_set, make_frame=self.make_frame)
 
     # ---------------------------------------------------------------------------------------------- frames
@@ -310,6 +332,23 @@ class Pipeline:
         return Frame(item=item, sink=sink, image=img, faces=states, index=index, last=last, timing=timing)
 
     # -------------------------------------------------------------------------------------------- write stage
+
+    def prepare_faces(self, fr: Frame) -> None:
+        """The ``on_input`` stages' ``before_restore`` on a frame's faces, in the prepare thread."""
+        if fr.faces:
+            for st in self.on_input:
+                with self.clock.timed(st.name):
+                    st.before_restore(fr.faces)
+
+    def finish_faces(self, fr: Frame) -> None:
+        """The trailing non-retrying stages' ``after_restore`` on a frame's restored faces, in the write thread."""
+        if not fr.faces:
+            return
+        for st in self.on_write:
+            with self.clock.timed(st.name):
+                again = st.after_restore(fr.faces)
+            if again:
+                raise RuntimeError(f"stage {st.name!r} declared retries=False but asked to restore faces again")
 
     def write_frame(self, fr: Frame, report: ReportWriter) -> None:
         with self.clock.timed("paste"):
@@ -411,6 +450,7 @@ class Pipeline:
                     continue
                 try:
                     fr = self.image_frame(item, self.open_image_sink(item, target))
+                    self.prepare_faces(fr)
                 except Exception as e:  # noqa: BLE001 - one bad input never stops the run
                     self.fail(item.path, e)
                     continue
@@ -433,6 +473,7 @@ class Pipeline:
             for fr in self.video.frames(item, sink, self.context):
                 if self._stop.is_set():
                     return
+                self.prepare_faces(fr)
                 q_prep.put(fr)
                 last = fr
         except Exception as e:  # noqa: BLE001
@@ -472,6 +513,7 @@ class Pipeline:
                     continue
                 try:
                     unfinished = fr.sink
+                    self.finish_faces(fr)
                     self.write_frame(fr, report)
                 except InputError as e:
                     fail_input(fr, e)

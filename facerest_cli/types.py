@@ -286,6 +286,17 @@ class BatchStage(Protocol):
     ``before_restore`` may set strength and prior; ``after_restore`` sees the restored crops and returns the faces
     to restore again (the identity guard's retries), which rejoin the queue with ``attempt`` increased.
     ``summary`` returns the stage's typed summary for summary.json (or None).
+
+    Two optional declarations let the local scheduler overlap a stage's work with the restorer (issue 13: on a
+    CPU the restorer is most of the run, and the other networks should not wait for it):
+
+    * ``on_input = True``: ``before_restore`` reads only the frame and its prepared faces and does nothing on a
+      retry (``attempt > 0``), so it may run when a frame is prepared, in the prepare thread (the 3D prior);
+    * ``retries = False``: ``after_restore`` never returns faces to restore again, so it may run when a frame's
+      faces are all restored, in the write thread, frame by frame in input order.
+
+    Undeclared means no (the stage runs around the restorer call). Only a leading run of ``on_input`` stages and
+    a trailing run of non-retrying stages move, so every hook still runs in the declared stage order.
     """
 
     name: str

@@ -4,7 +4,9 @@ For one restorer on real aligned crops: the official-style loop (torch fp32, one
 every backend x precision x batch size, each with faces/s, ms/face, the peak RSS while it ran (sampled; the
 process also holds the torch module and earlier rows' leftovers: ``python -m facerest_cli.backend.memory``
 isolates each configuration in its own process), the speed-up over the loop, the rel-L2 of its output against
-torch fp32 on the same faces, and how long building took (``build``: converted, cache or eager).
+torch fp32 on the same faces, how long building took (``build``: converted, cache or eager) and the GFLOPS it
+achieves. After the table: the ceiling, from this CPU's measured dense peak per precision (``backend.roofline``):
+the fewest ms per face and the largest speed-up over the loop any backend could reach here.
 """
 
 from __future__ import annotations
@@ -124,6 +126,11 @@ def bench_backends(weights, *, restorer: str, backends: list[str], precisions: l
     n_max = max(batches)
     inputs = restorer_inputs(entry.arch, _bench_crops(n_max, path))
 
+    from facerest_cli.backend.roofline import ceilings, count_gflop, dense_peak
+    from facerest_cli.bench import RESTORER_GFLOP
+
+    # FLOPs of the official code where checkpoint-formats measured them, else counted on our module (sgpn).
+    gflop = RESTORER_GFLOP.get(restorer) or count_gflop(call, *(x[:1] for x in inputs))
     rows: list[dict] = []
     base = build_network(call, ac, model, BackendOptions("torch", "fp32", "cpu", caps))
     ref = torch.cat([base(*(x[i : i + 1] for x in inputs)) for i in range(n_max)])
@@ -131,7 +138,7 @@ def bench_backends(weights, *, restorer: str, backends: list[str], precisions: l
     with PeakRss() as rss:
         t = _timed(lambda: [base(*(x[i : i + 1] for x in inputs)) for i in range(n_loop)], iters) / n_loop
     loop_fps = 1.0 / t
-    rows.append(_row("official loop", "torch", "fp32", 1, t, loop_fps, 0.0, rss.peak, 0.0, "eager"))
+    rows.append(_row("official loop", "torch", "fp32", 1, t, loop_fps, 0.0, rss.peak, 0.0, "eager", gflop))
     for backend in backends:
         for precision in precisions:
             for b in batches:
@@ -144,16 +151,24 @@ def bench_backends(weights, *, restorer: str, backends: list[str], precisions: l
                     out = net_b(*batch)
                 err = float((out.double() - ref[:b].double()).norm() / ref[:b].double().norm())
                 rows.append(_row("batched", net_b.backend, net_b.precision, b, t, loop_fps, err, rss.peak,
-                                 net_b.info.seconds, net_b.info.source))
+                                 net_b.info.seconds, net_b.info.source, gflop))
                 del net_b, out
+    # The ceiling: this CPU's measured dense peak per precision (any backend asked), against the loop's GFLOPS.
+    peak = dense_peak(backends, [p for p in ("fp32", "bf16") if p in precisions or "auto" in precisions], caps)
+    ceiling = ceilings(gflop, 1.0 / loop_fps, peak)
+    notes = [f"{restorer}: {gflop:.1f} GFLOP per face; the official loop runs at {gflop * loop_fps:.0f} GFLOPS"]
+    notes += [f"{p} peak of this CPU (3x3 conv 256ch at 128x128, best of {', '.join(sorted(peak[p]))}): "
+              f"{c['peak GFLOPS']:.0f} GFLOPS -> at best {c['min ms/face']:.0f} ms/face, "
+              f"{c['max speed-up']:.2f}x the official loop" for p, c in ceiling.items()]
     return {"bench": "restorer-backends", "restorer": restorer, "device": "cpu", "cpu": caps.signature,
             "cores": caps.cores, "torch": torch.__version__, "openvino": _ov_version(), "iters": iters,
-            "conversions": cache.conversions,
-            "weights": "random (same architecture)" if random_weights else "installed", "rows": rows}
+            "conversions": cache.conversions, "gflop_per_face": round(gflop, 1),
+            "weights": "random (same architecture)" if random_weights else "installed", "rows": rows,
+            "peak_gflops": peak, "ceiling": ceiling, "notes": notes}
 
 
 def _row(mode: str, backend: str, precision: str, batch: int, sec_per_face: float, loop_fps: float, err: float,
-         peak: int, build_s: float, source: str) -> dict:
+         peak: int, build_s: float, source: str, gflop: float) -> dict:
     fps = 1.0 / sec_per_face
     return {
         "mode": mode,
@@ -163,6 +178,7 @@ def _row(mode: str, backend: str, precision: str, batch: int, sec_per_face: floa
         "faces/s": round(fps, 3),
         "ms/face": round(sec_per_face * 1000, 1),
         "speed-up": round(fps / loop_fps, 2),
+        "GFLOPS": round(gflop * fps),
         "rel-L2": float(f"{err:.2e}"),
         "peak RSS MB": round(peak / 2**20) if peak else None,
         "build s": round(build_s, 1),

@@ -61,6 +61,7 @@ class ColorStage:
     a colour face's restored crop gets the input crop's per-channel mean and std (inside the face)."""
 
     name = "color"
+    retries = False  # may run in the write thread (BatchStage)
     needs: frozenset[str] = frozenset({"restored", "gray", "crop"})
     provides: frozenset[str] = frozenset({"restored"})
     finalizes: frozenset[str] = frozenset()

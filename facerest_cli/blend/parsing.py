@@ -27,6 +27,7 @@ class ParsingMaskStage:
     needs: frozenset[str] = frozenset({"restored"})
     provides: frozenset[str] = frozenset({"mask"})
     finalizes: frozenset[str] = frozenset()
+    retries = False  # may run in the write thread (BatchStage), overlapping the next restorer call
 
     def __init__(self, model: "Model", size: int = 512):
         import torch

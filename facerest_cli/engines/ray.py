@@ -379,6 +379,7 @@ class _TemporalSlot:
     (``VideoSource.stage``): the models of the other stages are loaded once, each video gets fresh track state."""
 
     name = "temporal"
+    retries = False
 
     def __init__(self) -> None:
         from facerest_cli.video.source import TemporalStage

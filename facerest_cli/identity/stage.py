@@ -175,6 +175,11 @@ class IdentityStage:
     def guard(self) -> float | None:
         return self.cfg.min_identity
 
+    @property
+    def retries(self) -> bool:
+        """Only the guard restores faces again; without it the stage may run in the write thread (BatchStage)."""
+        return self.recognizer is not None and self.cfg.min_identity is not None
+
     def before_restore(self, jobs: list[FaceState]) -> None:
         pass
 

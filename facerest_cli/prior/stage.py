@@ -143,6 +143,10 @@ class PriorTally:
 
 class PriorStage:
     name = "prior"
+    # The fit needs only the frame and its detection, and runs on first attempts only: the scheduler runs it as
+    # frames are prepared, overlapping the restorer (BatchStage). The shape check after never retries.
+    on_input = True
+    retries = False
     needs: frozenset[str] = frozenset({"crop", "strength", "restored", "record"})
     provides: frozenset[str] = frozenset({"strength", "prior"})
     finalizes: frozenset[str] = frozenset()
@@ -269,6 +273,8 @@ class SkippedPrior:
     """``--prior auto`` without its weights (offline, or the download failed): no work, one line in the summary."""
 
     name = "prior"
+    on_input = True
+    retries = False
     needs: frozenset[str] = frozenset()
     provides: frozenset[str] = frozenset()
     finalizes: frozenset[str] = frozenset()

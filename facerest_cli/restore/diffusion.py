@@ -652,6 +652,7 @@ class DiffusionReportStage:
     """BatchStage: writes each face's ``record.diffusion`` (sampler, steps, seeds, render source)."""
 
     name = "diffusion-report"
+    retries = False
     needs: frozenset[str] = frozenset({"record", "restored"})
     provides: frozenset[str] = frozenset()
     finalizes: frozenset[str] = frozenset()

@@ -126,13 +126,18 @@ class RestoreRuntime:
 
         x = _crops_tensor(crops, self.device)  # (N, 3, S, S) RGB [0, 1]
         s = torch.tensor(list(strengths), dtype=torch.float32, device=self.device).view(-1, 1, 1, 1)
+        # Strength 0 (a box the 3D prior contradicts, a face the user keeps) pastes the input back: not worth a
+        # restorer call, which is most of a CPU run.
+        run = [i for i, v in enumerate(strengths) if v > 0.0]
+        if not run:
+            return tensor_to_crops(x)
         with torch.inference_mode():
             # Precision is the network's own (registry.Execution, applied by its backend), never the runtime's.
-            kw: dict[str, Any] = {"prior": prior} if self.restorer.needs_prior else {}
+            kw: dict[str, Any] = {"prior": _take(prior, run)} if self.restorer.needs_prior else {}
             if getattr(self.restorer, "needs_keys", False):
-                kw["keys"] = keys
-            y = self.restorer(x, **kw)
-            y = y.float().clamp(0.0, 1.0)
+                kw["keys"] = _take(keys, run)
+            y = x.clone()
+            y[run] = self.restorer(x[run] if len(run) < len(crops) else x, **kw).float().clamp(0.0, 1.0)
             out = tensor_to_crops(torch.where(s >= 1.0, y, torch.where(s <= 0.0, x, s * y + (1.0 - s) * x)))
         self.calls += 1
         return out
@@ -153,6 +158,15 @@ def _crops_tensor(crops: list[np.ndarray], device: Any) -> Any:
             x = part.new_empty((len(crops), *part.shape[1:]))
         x[idx] = part
     return x
+
+
+def _take(prior: Any | None, idx: list[int]) -> Any | None:
+    """Faces ``idx`` of a per-face prior (a list, tensor or array) or key list, or None."""
+    if prior is None:
+        return None
+    if isinstance(prior, (list, tuple)):
+        return [prior[i] for i in idx]
+    return prior[idx]
 
 
 def _part(prior: Any | None, a: int, b: int) -> Any | None:

@@ -169,6 +169,7 @@ class TemporalStage:
     """
 
     name = "temporal"
+    retries = False  # runs in the write thread, frame by frame in order (BatchStage)
     needs: frozenset[str] = frozenset({"mask", "record"})
     provides: frozenset[str] = frozenset({"mask"})
     finalizes: frozenset[str] = frozenset()

@@ -102,3 +102,21 @@ def test_half_precision_on_cuda_stays_close_to_fp32(precision):
     half = RestoreRuntime(NetworkRestorer(half_model, RestoreConfig(), SIZE), "cuda").restore(crops, [1.0] * 8)
     assert np.isfinite(half).all()
     assert np.abs(half - ref).mean() < 2e-2
+
+
+def test_strength_zero_faces_skip_the_restorer_call():
+    """A face kept as it is (strength 0: a box the 3D prior contradicts) costs no restorer work; the faces around
+    it get the same crops as without it."""
+    from tests.doubles import BlurRestorer
+
+    crops = _real_crops(3)
+    blur = BlurRestorer(size=SIZE, sigma=2.0)
+    rt = RestoreRuntime(blur, "cpu")
+    out = rt.restore(crops, [1.0, 0.0, 0.5])
+    assert blur.calls == [2]
+    assert np.array_equal(out[1], crops[1].astype(np.float32) / 255.0)
+    alone = RestoreRuntime(BlurRestorer(size=SIZE, sigma=2.0), "cpu").restore([crops[0], crops[2]], [1.0, 0.5])
+    assert np.array_equal(out[0], alone[0]) and np.array_equal(out[2], alone[1])
+    assert np.abs(out[0] - crops[0].astype(np.float32) / 255.0).mean() > 1e-3  # the blur ran on face 0
+    assert np.array_equal(rt.restore(crops[:2], [0.0, 0.0]), np.stack(crops[:2]).astype(np.float32) / 255.0)
+    assert blur.calls == [2], "a batch of strength-0 faces makes no call"
