@@ -399,13 +399,7 @@ class Pipeline:
         except BaseException as e:  # noqa: BLE001 - re-raised below, after the threads are down
             self._set_fatal(e)
         finally:
-            # The writer finishes what is already restored (a few frames at most), then stops.
-            q_write.put(END, force=True)
-            threads[1].join()
-            self._stop.set()
-            while threads[0].is_alive():
-                q_prep.drain()
-                threads[0].join(timeout=0.1)
+            self._finish(threads, q_prep, q_write)
             report.close()
         result.wall_time_s = time.perf_counter() - t0
         result.stage_seconds = dict(self.clock.seconds)
@@ -415,6 +409,25 @@ class Pipeline:
         if self._fatal is not None:
             raise self._fatal
         return result
+
+    def _finish(self, threads: list[threading.Thread], q_prep: StoppableQueue, q_write: StoppableQueue) -> None:
+        """The writer finishes what is already restored (a few frames at most), then the threads stop. The main
+        thread never blocks here without a timeout: once the restore loop is done the writer may still be busy
+        (the stages after the restorer run there), and a Ctrl-C or SIGTERM delivered to another thread only
+        reaches Python's handler when the main thread next runs bytecode; it then stops the run as during the loop."""
+        while True:
+            try:
+                q_write.put(END, force=True)
+                while threads[1].is_alive():
+                    threads[1].join(timeout=0.1)
+                break
+            except KeyboardInterrupt:
+                self.result.status = "interrupted"
+                self._stop.set()
+        self._stop.set()
+        while threads[0].is_alive():
+            q_prep.drain()
+            threads[0].join(timeout=0.1)
 
     def plan_outputs(self, items: Sequence[InputItem]) -> Plan:
         return plan_outputs(items, self.cfg.output, self.cfg.video.codec)

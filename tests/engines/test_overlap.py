@@ -74,3 +74,41 @@ def test_the_identity_guard_keeps_the_after_stages_around_the_restorer(tmp_path,
     assert hook_threads[("prior", "before_restore")] == {"facerest-prepare"}
     for name in ("color", "temporal", "identity"):
         assert hook_threads[(name, "after_restore")] == {threading.main_thread().name}, name
+
+
+def test_ctrl_c_while_only_the_writer_works_stops_the_run(tmp_path, monkeypatch):
+    """With the after-restore stages in the write thread, the restore loop can be done while the writer still
+    works through the last frames. A Ctrl-C then (KeyboardInterrupt in the main thread, as Python raises it)
+    must still end the run as "interrupted" (exit 130) rather than escape as an exception after the writer is
+    done; the writer finishes the frames already restored, as after a Ctrl-C during the loop."""
+    import _thread
+    import shutil
+    import time
+
+    from facerest_cli.pipeline import Pipeline
+
+    src = tmp_path / "in"
+    src.mkdir()
+    photo = shared_file("images", "gfpgan", "whole_imgs", "Blake_Lively.jpg")
+    for i in range(6):
+        shutil.copy(photo, src / f"p{i}.jpg")
+    loop_done = threading.Event()
+    fired: list[int] = []
+    real_loop, real_write = Pipeline._restore_loop, Pipeline.write_frame
+
+    def loop(self, q_prep, q_write):
+        real_loop(self, q_prep, q_write)
+        loop_done.set()
+
+    def slow_write(self, fr, report):
+        if loop_done.wait(timeout=30) and not fired:
+            fired.append(1)
+            _thread.interrupt_main()  # arrives while the main thread waits for the writer
+        time.sleep(0.2)
+        real_write(self, fr, report)
+
+    monkeypatch.setattr(Pipeline, "_restore_loop", loop)
+    monkeypatch.setattr(Pipeline, "write_frame", slow_write)
+    res = run_images(src, tmp_path / "out", restorer=BlurRestorer(sigma=3.0), batch_size=8, queue_size=8)
+    assert fired
+    assert res.status == "interrupted" and res.exit_code == 130
