@@ -19,8 +19,9 @@ def _interrupt(signum: int, frame) -> None:  # noqa: ARG001 - signal handler sig
 
 @contextlib.contextmanager
 def stop_on_signals() -> Iterator[None]:
-    """Within the block, SIGTERM and SIGHUP raise ``KeyboardInterrupt`` in the main thread; the previous handlers
-    come back afterwards. Does nothing outside the main thread (handlers can only be set there)."""
+    """Within the block, SIGTERM and SIGHUP raise ``KeyboardInterrupt`` in the main thread, unless the process was
+    started with them ignored (nohup); the previous handlers come back afterwards. Does nothing outside the main
+    thread (handlers can only be set there)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -28,7 +29,8 @@ def stop_on_signals() -> Iterator[None]:
     previous = {}
     for name in names:
         sig = getattr(signal, name, None)
-        if sig is not None:
+        # An ignored signal stays ignored: `nohup facerest run ...` must survive the terminal closing (SIGHUP).
+        if sig is not None and signal.getsignal(sig) is not signal.SIG_IGN:
             previous[sig] = signal.signal(sig, _interrupt)
     try:
         yield

@@ -43,6 +43,11 @@ main()
 """
 
 
+def _default_signals() -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 def _lines(path: Path) -> int:
     try:
         return max(0, path.read_bytes().count(b"\n") - 1)
@@ -70,8 +75,11 @@ def _check_consistent(out: Path, ref_outputs: dict[str, bytes]) -> dict:
 def test_signal_stops_within_seconds_with_status_interrupted(forty, tmp_path, sig):
     src, ref_outputs = forty.src, forty.outputs
     out = tmp_path / "out"
+    # A shell without job control starts background commands with SIGINT ignored, and a child inherits that
+    # (Python then never raises KeyboardInterrupt): give the CLI the default disposition a terminal gives it, so
+    # the test checks facerest's answer to the signal, not how the test runner was started.
     p = subprocess.Popen(cli_cmd("run", src, "-o", out, *RUN_ARGS), env=cli_env(), cwd=str(REPO),
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_default_signals)
     deadline = time.monotonic() + 240
     while _lines(out / "manifest.jsonl") < 3 and p.poll() is None and time.monotonic() < deadline:
         time.sleep(0.005)
@@ -130,3 +138,24 @@ def test_a_failed_report_append_leaves_no_torn_line(tmp_path, monkeypatch):
     w.close()
     assert (tmp_path / "report.jsonl").stat().st_size == size
     assert len(jsonl_lines(tmp_path / "report.jsonl")) == 1
+
+
+def test_signals_ignored_at_start_stay_ignored():
+    """`nohup facerest run ...` starts with SIGHUP ignored: closing the terminal must not stop the run. SIGTERM,
+    not ignored, stops it as Ctrl-C does; both dispositions come back after the run."""
+    from facerest_cli.cli._signals import stop_on_signals
+
+    old_hup = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    old_term = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        with stop_on_signals():
+            assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, signal.SIG_IGN)
+            with pytest.raises(KeyboardInterrupt):
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(1)  # the handler runs at the next bytecode
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    finally:
+        signal.signal(signal.SIGHUP, old_hup)
+        signal.signal(signal.SIGTERM, old_term)
