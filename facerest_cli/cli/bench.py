@@ -33,7 +33,7 @@ def bench(
     size: str = typer.Option("512x512", "--size", metavar="WxH", help="With --bg-upsampler: the generated image's size.", rich_help_panel="Upsampler"),
     scan: Optional[str] = typer.Option(None, "--scan", metavar="WxH", help="With --bg-upsampler: also the peak RSS of a large scan (e.g. 10000x10000), streamed through the tiler with a stand-in network of the same scale (the real network's per-tile memory does not grow with the scan).", rich_help_panel="Upsampler"),
     tile: int = typer.Option(256, "--tile", min=0, help="With --bg-upsampler: tile size (as facerest run --tile).", rich_help_panel="Upsampler"),
-    backend: str = typer.Option("", "--backend", help="Restorer stage on CPU: backends to compare side by side, e.g. torch,openvino (precision may include auto); adds peak RSS and rel-L2 vs torch fp32."),
+    backend: str = typer.Option("", "--backend", help="Restorer stage on CPU: backends to compare side by side, e.g. torch,openvino (precision may include auto); adds peak RSS, rel-L2 vs torch fp32, GFLOPS, and this CPU's measured peak: the fastest a face can be here."),
 ) -> None:
     """Measure throughput. With PATH: images/s and faces/s per pipeline stage (decode, detect, align, restore,
     paste, write) and end to end. Without: the restorer alone (faces/s, ms/face, TFLOP/s) against the
