@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from facerest_cli.config import RunConfig
-from facerest_cli.errors import DiskFullError, FacerestError
+from facerest_cli.errors import DiskFullError, FacerestError, WeightsMissingError
 from facerest_cli.restore.base import Restorer
 from facerest_cli.types import BatchStage
 from facerest_cli.weights.cache import WeightsConfig, WeightsStore
@@ -113,7 +113,14 @@ def run_job(
     # fails in a second, not mid-run.
     for name in required_weights(cfg, store, restorer=restorer is None):
         for f in store.registry.get(name).files:
-            store.ensure(name, f.name)
+            try:
+                store.ensure(name, f.name)
+            except WeightsMissingError as e:
+                if name != "bfm09":
+                    raise
+                # The one licence-gated file: say what works without it.
+                raise WeightsMissingError(f"{e}; or run without it: --sgpn-render mean-face renders the prior on "
+                                          "3DDFA's mean-face geometry (no BFM09)") from None
     from facerest_cli.align.faces import FacePreparer
     from facerest_cli.detect.registry import build_detector
     from facerest_cli.io.manifest import RunManifest

@@ -136,8 +136,11 @@ class RestoreRuntime:
             kw: dict[str, Any] = {"prior": _take(prior, run)} if self.restorer.needs_prior else {}
             if getattr(self.restorer, "needs_keys", False):
                 kw["keys"] = _take(keys, run)
-            y = x.clone()
-            y[run] = self.restorer(x[run] if len(run) < len(crops) else x, **kw).float().clamp(0.0, 1.0)
+            if len(run) == len(crops):
+                y = self.restorer(x, **kw).float().clamp(0.0, 1.0)
+            else:
+                y = x.clone()
+                y[run] = self.restorer(x[run], **kw).float().clamp(0.0, 1.0)
             out = tensor_to_crops(torch.where(s >= 1.0, y, torch.where(s <= 0.0, x, s * y + (1.0 - s) * x)))
         self.calls += 1
         return out

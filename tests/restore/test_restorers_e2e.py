@@ -86,6 +86,8 @@ def test_sgpn_without_bfm09_exits_with_where_to_get_it(tmp_path):
         run_images(shared_file("images", "codeformer", "whole_imgs", "04.jpg"), tmp_path / "out", restorer_name="sgpn")
     assert e.value.exit_code == 2
     assert not (tmp_path / "out" / "04.jpg").exists()
+    msg = str(e.value)  # where to get it, the command once, and what works without it
+    assert msg.count("facerest weights import 01_MorphableModel.mat") == 1 and "--sgpn-render mean-face" in msg
 
 
 def test_sgpn_runs_end_to_end_with_the_mean_face_render(tmp_path):
