@@ -230,7 +230,6 @@ class RestoreStep:
     def __init__(self, runtime: RestoreRuntime, stages: Sequence[BatchStage], clock: StageClock | None = None, *,
                  before: Sequence[BatchStage] | None = None, after: Sequence[BatchStage] | None = None):
         self.runtime = runtime
-        self.stages = list(stages)
         self.before = list(stages if before is None else before)
         self.after = list(stages if after is None else after)
         self.clock = clock or StageClock()
